@@ -1,0 +1,144 @@
+//! The `storecast` command line: global flags, the subcommands, and error reporting.
+//!
+//! Each subcommand lives in its own file with its flags ([`clap::Args`]) and its `run`.
+//! Flags that mirror a configuration key become the top layer of the configuration, so
+//! `storecast config` shows their effect too. Every failure ends as one `error: ...` line on
+//! stderr and exit code 1 (clap's usage errors exit with 2).
+
+pub mod config;
+pub mod dataset;
+pub mod demo;
+pub mod load;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, Override, Sources};
+
+/// Retail sales forecasting: ingest, per-store Prophet models and forecasts, one binary.
+#[derive(Debug, Parser)]
+#[command(name = "storecast", version, propagate_version = true)]
+pub struct Cli {
+    /// Config file layered over the built-in defaults (`storecast config` shows the result).
+    #[arg(long, global = true, env = "STORECAST_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Database URL: `sqlite:PATH` or `postgres://USER:PASSWORD@HOST:PORT/DB` [key: database.url].
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+
+    /// Log filter, e.g. `debug` or `storecast=trace` [key: log.level].
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log_level: Option<String>,
+
+    /// Sets any configuration key, e.g. `--set database.max_connections=16` (repeatable).
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Runs storecast on its embedded defaults: synthetic (or given) data into a SQLite file,
+    /// then a summary of what is there.
+    Demo(demo::DemoArgs),
+    /// Loads a Rossmann sales file into the `sales` table as the reference loader does: the
+    /// last months, dates shifted to end yesterday, one product; replaces that product's rows.
+    Load(load::LoadArgs),
+    /// Makes or checks data files in Kaggle's Rossmann format.
+    #[command(subcommand)]
+    Dataset(dataset::DatasetCommand),
+    /// Prints the effective configuration (defaults < --config file < STORECAST_* < flags).
+    Config,
+}
+
+impl Command {
+    /// Configuration keys set by this subcommand's own flags.
+    fn config_overrides(&self) -> Vec<Override> {
+        match self {
+            Command::Load(args) => args.config_overrides(),
+            Command::Demo(_) | Command::Dataset(_) | Command::Config => Vec::new(),
+        }
+    }
+}
+
+/// Parses the process arguments, runs the command and turns any error into one line.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Builds the configuration and runs the command on a Tokio runtime.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut flags = cli
+        .set
+        .iter()
+        .map(|text| Override::parse(text))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(url) = &cli.database_url {
+        flags.push(Override::new("database.url", url));
+    }
+    if let Some(level) = &cli.log_level {
+        flags.push(Override::new("log.level", level));
+    }
+    flags.extend(cli.command.config_overrides());
+    let config = Config::load(&Sources::from_process_env(cli.config.clone(), flags))?;
+    crate::telemetry::init_logging(&config.log.level)?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Demo(args) => demo::run(args, &config).await,
+            Command::Load(args) => load::run(args, &config).await,
+            Command::Dataset(command) => dataset::run(command).await,
+            Command::Config => config::run(&config),
+        }
+    })
+}
+
+/// `1234567` as `1,234,567`, for counts people read.
+pub fn thousands(value: impl Into<u64>) -> String {
+    let digits = value.into().to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn thousands_groups_digits() {
+        assert_eq!(thousands(0u32), "0");
+        assert_eq!(thousands(999u32), "999");
+        assert_eq!(thousands(1000u32), "1,000");
+        assert_eq!(thousands(970_379u32), "970,379");
+        assert_eq!(thousands(1_017_209u32), "1,017,209");
+    }
+}

@@ -1,0 +1,544 @@
+//! Configuration: built-in defaults < config file < `STORECAST_*` environment < flags.
+//!
+//! `config/default.toml` is compiled in and lists every key storecast understands, with its
+//! documentation. Each later layer may only set keys that exist there, with a value of the
+//! same type; anything else is an error naming the key and where it came from. The merged
+//! table is then deserialised into [`Config`].
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use toml::{Table, Value};
+
+/// The compiled-in defaults; the single place where keys are declared and documented.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Prefix of the environment variables that set configuration keys.
+pub const ENV_PREFIX: &str = "STORECAST_";
+
+/// `STORECAST_*` variables that are not configuration keys (test and tool switches).
+const ENV_NOT_KEYS: &[&str] = &[
+    "STORECAST_CONFIG",
+    "STORECAST_REQUIRE_SERVICES",
+    "STORECAST_ROSSMANN_DIR",
+    "STORECAST_PG_BIN",
+];
+
+/// The effective configuration of one storecast process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub load: LoadConfig,
+    pub log: LogConfig,
+}
+
+/// `[database]`: which database and how to connect to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub max_connections: u32,
+    pub connect_timeout_secs: u64,
+}
+
+/// `[load]`: how `storecast load` turns a data file into rows of `sales`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadConfig {
+    pub product: String,
+    pub months: u32,
+}
+
+/// `[log]`: what the process logs to stderr.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub level: String,
+}
+
+/// Why a configuration could not be built. Every variant names the key or file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    ParseFile { path: PathBuf, message: String },
+    #[error("unknown configuration key `{key}` in {origin} (see config/default.toml for the keys)")]
+    UnknownKey { key: String, origin: String },
+    #[error("configuration key `{key}` in {origin} must be {expected}, found {found}")]
+    WrongType {
+        key: String,
+        origin: String,
+        expected: &'static str,
+        found: String,
+    },
+    #[error("override `{0}` must look like KEY=VALUE, e.g. database.max_connections=16")]
+    BadOverride(String),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// A value set for one key by a layer above the config file (environment or flag).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Override {
+    /// Dotted key, e.g. `database.url`.
+    pub key: String,
+    /// The value as text; it is parsed according to the key's type in the defaults.
+    pub value: String,
+}
+
+impl Override {
+    pub fn new(key: impl Into<String>, value: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+
+    /// Parses `KEY=VALUE` as written after `--set`.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        match text.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => Ok(Self::new(key.trim(), value.trim())),
+            _ => Err(ConfigError::BadOverride(text.to_string())),
+        }
+    }
+}
+
+/// Everything a configuration is built from, in increasing priority.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    /// `--config FILE`, if given.
+    pub file: Option<PathBuf>,
+    /// The process environment (only `STORECAST_*` variables are looked at).
+    pub env: Vec<(String, String)>,
+    /// Command-line flags, in the order given; later ones win.
+    pub flags: Vec<Override>,
+}
+
+impl Sources {
+    /// Sources with the real process environment.
+    pub fn from_process_env(file: Option<PathBuf>, flags: Vec<Override>) -> Self {
+        Self {
+            file,
+            env: std::env::vars().collect(),
+            flags,
+        }
+    }
+}
+
+impl Config {
+    /// The compiled-in defaults alone.
+    pub fn defaults() -> Result<Self, ConfigError> {
+        Self::load(&Sources::default())
+    }
+
+    /// Builds the effective configuration from its layers.
+    pub fn load(sources: &Sources) -> Result<Self, ConfigError> {
+        let mut merged = default_table()?;
+        let known_keys = flatten(&merged);
+
+        if let Some(path) = &sources.file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+                path: path.clone(),
+                source,
+            })?;
+            let table: Table =
+                text.parse()
+                    .map_err(|error: toml::de::Error| ConfigError::ParseFile {
+                        path: path.clone(),
+                        message: error.to_string().trim().replace('\n', " "),
+                    })?;
+            let origin = format!("config file {}", path.display());
+            for (key, value) in flatten(&table) {
+                let default = known_keys
+                    .get(&key)
+                    .ok_or_else(|| ConfigError::UnknownKey {
+                        key: key.clone(),
+                        origin: origin.clone(),
+                    })?;
+                let value = coerce_toml(&key, &origin, default, value)?;
+                set_dotted(&mut merged, &key, value);
+            }
+        }
+
+        let env_keys: BTreeMap<String, &String> =
+            known_keys.keys().map(|key| (env_name(key), key)).collect();
+        let mut env: Vec<&(String, String)> = sources
+            .env
+            .iter()
+            .filter(|(name, _)| {
+                name.starts_with(ENV_PREFIX) && !ENV_NOT_KEYS.contains(&name.as_str())
+            })
+            .collect();
+        env.sort();
+        for (name, text) in env {
+            let origin = format!("environment variable {name}");
+            let key = env_keys.get(name).ok_or_else(|| ConfigError::UnknownKey {
+                key: name.clone(),
+                origin: origin.clone(),
+            })?;
+            let value = parse_text(key, &origin, &known_keys[*key], text)?;
+            set_dotted(&mut merged, key, value);
+        }
+
+        for flag in &sources.flags {
+            let origin = format!("flag setting {}", flag.key);
+            let default = known_keys
+                .get(&flag.key)
+                .ok_or_else(|| ConfigError::UnknownKey {
+                    key: flag.key.clone(),
+                    origin: "command-line flags".to_string(),
+                })?;
+            let value = parse_text(&flag.key, &origin, default, &flag.value)?;
+            set_dotted(&mut merged, &flag.key, value);
+        }
+
+        let config: Config = merged
+            .try_into()
+            .map_err(|error: toml::de::Error| ConfigError::Invalid(error.message().to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.database.max_connections == 0 {
+            return Err(ConfigError::Invalid(
+                "database.max_connections must be at least 1".to_string(),
+            ));
+        }
+        if self.load.product.trim().is_empty() {
+            return Err(ConfigError::Invalid(
+                "load.product must not be empty".to_string(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The configuration as TOML, with secrets (database password) masked.
+    pub fn to_display_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.database.url = redact_url(&self.database.url);
+        // Serialising plain structs of strings and numbers cannot fail.
+        toml::to_string_pretty(&shown).unwrap_or_else(|error| format!("# cannot print: {error}"))
+    }
+}
+
+/// The environment variable that sets `key`: `database.url` -> `STORECAST_DATABASE_URL`.
+pub fn env_name(key: &str) -> String {
+    format!("{ENV_PREFIX}{}", key.replace('.', "_").to_uppercase())
+}
+
+/// Masks the password of a URL such as `postgres://user:secret@host/db`, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((credentials, host)) = rest.split_once('@') else {
+        return url.to_string();
+    };
+    match credentials.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+fn default_table() -> Result<Table, ConfigError> {
+    DEFAULT_TOML
+        .parse()
+        .map_err(|error: toml::de::Error| ConfigError::ParseFile {
+            path: PathBuf::from("config/default.toml (built in)"),
+            message: error.to_string(),
+        })
+}
+
+/// Leaf values of a table by dotted key.
+fn flatten(table: &Table) -> BTreeMap<String, Value> {
+    fn walk(prefix: &str, table: &Table, out: &mut BTreeMap<String, Value>) {
+        for (name, value) in table {
+            let key = if prefix.is_empty() {
+                name.clone()
+            } else {
+                format!("{prefix}.{name}")
+            };
+            match value {
+                Value::Table(inner) => walk(&key, inner, out),
+                leaf => {
+                    out.insert(key, leaf.clone());
+                }
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk("", table, &mut out);
+    out
+}
+
+fn set_dotted(table: &mut Table, key: &str, value: Value) {
+    let mut parts = key.split('.').peekable();
+    let mut current = table;
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            current.insert(part.to_string(), value);
+            return;
+        }
+        let entry = current
+            .entry(part.to_string())
+            .or_insert_with(|| Value::Table(Table::new()));
+        match entry {
+            Value::Table(inner) => current = inner,
+            // Keys come from the defaults, whose inner nodes are tables.
+            other => {
+                *other = Value::Table(Table::new());
+                let Value::Table(inner) = other else { return };
+                current = inner;
+            }
+        }
+    }
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::String(_) => "a string",
+        Value::Integer(_) => "a non-negative integer",
+        Value::Float(_) => "a number",
+        Value::Boolean(_) => "true or false",
+        Value::Datetime(_) => "a date-time",
+        Value::Array(_) => "a list",
+        Value::Table(_) => "a table",
+    }
+}
+
+/// Checks a TOML value from a config file against the default's type.
+fn coerce_toml(
+    key: &str,
+    origin: &str,
+    default: &Value,
+    value: Value,
+) -> Result<Value, ConfigError> {
+    let matches = match (default, &value) {
+        (Value::Float(_), Value::Integer(number)) => return Ok(Value::Float(*number as f64)),
+        // Every integer key is a count, a size or a duration.
+        (Value::Integer(_), Value::Integer(number)) => *number >= 0,
+        (Value::Array(_), Value::Array(items)) => items.iter().all(Value::is_str),
+        (default, value) => std::mem::discriminant(default) == std::mem::discriminant(value),
+    };
+    if matches {
+        Ok(value)
+    } else {
+        Err(ConfigError::WrongType {
+            key: key.to_string(),
+            origin: origin.to_string(),
+            expected: type_name(default),
+            found: value.to_string(),
+        })
+    }
+}
+
+/// Parses text from the environment or a flag according to the default's type.
+fn parse_text(key: &str, origin: &str, default: &Value, text: &str) -> Result<Value, ConfigError> {
+    let wrong = || ConfigError::WrongType {
+        key: key.to_string(),
+        origin: origin.to_string(),
+        expected: type_name(default),
+        found: format!("{text:?}"),
+    };
+    Ok(match default {
+        Value::String(_) => Value::String(text.to_string()),
+        Value::Integer(_) => {
+            let number: u32 = text.trim().parse().map_err(|_| wrong())?;
+            Value::Integer(i64::from(number))
+        }
+        Value::Float(_) => Value::Float(text.trim().parse().map_err(|_| wrong())?),
+        Value::Boolean(_) => match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Value::Boolean(true),
+            "false" | "0" | "no" | "off" => Value::Boolean(false),
+            _ => return Err(wrong()),
+        },
+        Value::Array(_) => Value::Array(
+            text.split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| Value::String(item.to_string()))
+                .collect(),
+        ),
+        Value::Datetime(_) | Value::Table(_) => return Err(wrong()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_parse_into_config() {
+        let config = Config::defaults().expect("built-in defaults are valid");
+        assert_eq!(config.load.product, "product_A");
+        assert_eq!(config.load.months, 5);
+        assert!(config.database.url.starts_with("sqlite:"));
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("storecast.toml");
+        std::fs::write(
+            &file,
+            "[database]\nurl = \"postgres://file/db\"\nmax_connections = 3\n[load]\nmonths = 2\n",
+        )
+        .unwrap();
+        let sources = Sources {
+            file: Some(file),
+            env: env(&[
+                ("STORECAST_DATABASE_MAX_CONNECTIONS", "4"),
+                ("STORECAST_LOAD_MONTHS", "7"),
+                ("PATH", "/bin"),
+            ]),
+            flags: vec![Override::new("load.months", "9")],
+        };
+        let config = Config::load(&sources).unwrap();
+        assert_eq!(
+            config.database.url, "postgres://file/db",
+            "file beats default"
+        );
+        assert_eq!(config.database.max_connections, 4, "env beats file");
+        assert_eq!(config.load.months, 9, "flag beats env");
+        assert_eq!(config.log.level, "info", "untouched keys keep defaults");
+    }
+
+    #[test]
+    fn unknown_key_in_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "[database]\nurll = \"x\"\n").unwrap();
+        let error = Config::load(&Sources {
+            file: Some(file),
+            ..Sources::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("`database.urll`"), "{error}");
+        assert!(error.contains("bad.toml"), "{error}");
+    }
+
+    #[test]
+    fn unknown_env_and_flag_keys_are_named() {
+        let error = Config::load(&Sources {
+            env: env(&[("STORECAST_DATABASE_URLL", "x")]),
+            ..Sources::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("STORECAST_DATABASE_URLL"), "{error}");
+
+        let error = Config::load(&Sources {
+            flags: vec![Override::new("nope.key", "1")],
+            ..Sources::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("`nope.key`"), "{error}");
+    }
+
+    #[test]
+    fn non_key_switches_are_not_keys() {
+        let config = Config::load(&Sources {
+            env: env(&[("STORECAST_REQUIRE_SERVICES", "1")]),
+            ..Sources::default()
+        });
+        assert!(config.is_ok());
+    }
+
+    #[test]
+    fn wrong_types_are_errors() {
+        let error = Config::load(&Sources {
+            env: env(&[("STORECAST_DATABASE_MAX_CONNECTIONS", "many")]),
+            ..Sources::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("database.max_connections"), "{error}");
+        assert!(error.contains("integer"), "{error}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("typed.toml");
+        std::fs::write(&file, "[load]\nmonths = \"five\"\n").unwrap();
+        let error = Config::load(&Sources {
+            file: Some(file),
+            ..Sources::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("load.months"), "{error}");
+    }
+
+    #[test]
+    fn negative_numbers_for_unsigned_keys_are_rejected() {
+        let error = Config::load(&Sources {
+            flags: vec![Override::new("load.months", "-1")],
+            ..Sources::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("months"), "{error}");
+    }
+
+    #[test]
+    fn invalid_toml_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("broken.toml");
+        std::fs::write(&file, "[database\n").unwrap();
+        let error = Config::load(&Sources {
+            file: Some(file),
+            ..Sources::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("broken.toml"), "{error}");
+        assert!(!error.contains('\n'), "one line: {error}");
+    }
+
+    #[test]
+    fn overrides_parse_key_value() {
+        assert_eq!(
+            Override::parse("load.months = 3").unwrap(),
+            Override::new("load.months", "3")
+        );
+        assert!(Override::parse("load.months").is_err());
+        assert!(Override::parse("=3").is_err());
+    }
+
+    #[test]
+    fn display_masks_passwords() {
+        assert_eq!(
+            redact_url("postgres://app:secret@db:5432/sales"),
+            "postgres://app:***@db:5432/sales"
+        );
+        assert_eq!(redact_url("sqlite:x.db"), "sqlite:x.db");
+        let mut config = Config::defaults().unwrap();
+        config.database.url = "postgres://app:secret@db/sales".to_string();
+        let shown = config.to_display_toml();
+        assert!(!shown.contains("secret"));
+        assert!(shown.contains("[database]"));
+    }
+
+    #[test]
+    fn env_names_follow_keys() {
+        assert_eq!(env_name("database.url"), "STORECAST_DATABASE_URL");
+        assert_eq!(
+            env_name("database.connect_timeout_secs"),
+            "STORECAST_DATABASE_CONNECT_TIMEOUT_SECS"
+        );
+    }
+}

@@ -1,0 +1,17 @@
+//! storecast: retail sales forecasting as one binary forming one cluster.
+//!
+//! # Layout
+//! - [`cli`]: the `storecast` command line, one file per subcommand;
+//! - [`config`]: layered configuration (defaults < file < `STORECAST_*` env < flags);
+//! - [`dataset`]: Kaggle's Rossmann files, the loader's window, the synthetic generator;
+//! - [`store`]: the database (PostgreSQL or SQLite) and all SQL;
+//! - [`telemetry`]: logging to stderr.
+//!
+//! Dependencies point one way: `cli` uses everything; `store` knows `dataset`'s row types and
+//! nothing above; `dataset` and `config` know nothing of the others.
+
+pub mod cli;
+pub mod config;
+pub mod dataset;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,174 @@
+//! The database: connection by URL, migrations, and all of storecast's SQL.
+//!
+//! Two backends stand behind one [`Database`]: PostgreSQL (production, `postgres://`) and
+//! SQLite (the embedded default, `sqlite:`). Each has its own migrations under
+//! `migrations/<backend>/`, applied on connect, describing the same tables. One file per
+//! table family holds the queries: [`sales`] for now.
+
+pub mod sales;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, Connection};
+
+use crate::config::{DatabaseConfig, redact_url};
+
+pub use sales::SalesSummary;
+
+/// A connected, migrated database.
+#[derive(Debug, Clone)]
+pub enum Database {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// Why a database operation failed; each variant says what storecast was doing.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported database URL `{0}`: use `sqlite:PATH` or `postgres://USER@HOST/DB`")]
+    UnsupportedUrl(String),
+    #[error("invalid database URL `{url}`: {source}")]
+    BadUrl { url: String, source: sqlx::Error },
+    #[error("cannot connect to database {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("cannot migrate database {url}: {source}")]
+    Migrate {
+        url: String,
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error("database error while {doing}: {source}")]
+    Query {
+        doing: &'static str,
+        source: sqlx::Error,
+    },
+}
+
+impl StoreError {
+    fn query(doing: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+        move |source| StoreError::Query { doing, source }
+    }
+}
+
+impl Database {
+    /// Connects to the database named by `config.url` and brings its schema up to date.
+    ///
+    /// A first connection is made alone so that a wrong host, a refused connection or bad
+    /// credentials give their own error instead of a pool timeout.
+    pub async fn connect(config: &DatabaseConfig) -> Result<Self, StoreError> {
+        let url = config.url.as_str();
+        let shown = redact_url(url);
+        let timeout = Duration::from_secs(config.connect_timeout_secs.max(1));
+        let connect_error = |reason: String| StoreError::Connect {
+            url: shown.clone(),
+            reason,
+        };
+        let bad_url = |source| StoreError::BadUrl {
+            url: shown.clone(),
+            source,
+        };
+
+        let database = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(url).map_err(bad_url)?;
+            probe(options.connect(), timeout)
+                .await
+                .map_err(connect_error)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(config.max_connections)
+                .acquire_timeout(timeout)
+                .connect_lazy_with(options);
+            Database::Postgres(pool)
+        } else if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(bad_url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(timeout);
+            probe(options.connect(), timeout)
+                .await
+                .map_err(connect_error)?;
+            let pool = SqlitePoolOptions::new()
+                .max_connections(config.max_connections)
+                .acquire_timeout(timeout)
+                .connect_lazy_with(options);
+            Database::Sqlite(pool)
+        } else {
+            return Err(StoreError::UnsupportedUrl(shown));
+        };
+
+        let migrated = match &database {
+            Database::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await,
+            Database::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await,
+        };
+        migrated.map_err(|source| StoreError::Migrate { url: shown, source })?;
+        Ok(database)
+    }
+
+    /// `postgres` or `sqlite`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Database::Postgres(_) => "postgres",
+            Database::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// Closes every pooled connection, waiting for them to be returned.
+    pub async fn close(&self) {
+        match self {
+            Database::Postgres(pool) => pool.close().await,
+            Database::Sqlite(pool) => pool.close().await,
+        }
+    }
+
+    /// Names of the tables storecast's migrations created, sorted.
+    pub async fn table_names(&self) -> Result<Vec<String>, StoreError> {
+        let doing = "listing tables";
+        match self {
+            Database::Postgres(pool) => sqlx::query_scalar(
+                "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() \
+                 AND tablename NOT LIKE '\\_sqlx%' ORDER BY tablename",
+            )
+            .fetch_all(pool)
+            .await
+            .map_err(StoreError::query(doing)),
+            Database::Sqlite(pool) => sqlx::query_scalar(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_sqlx%' ESCAPE '\\' \
+                 AND name NOT LIKE 'sqlite%' ORDER BY name",
+            )
+            .fetch_all(pool)
+            .await
+            .map_err(StoreError::query(doing)),
+        }
+    }
+}
+
+/// Opens and closes one connection, turning failure or a timeout into a readable reason.
+async fn probe<C: Connection>(
+    connecting: impl Future<Output = Result<C, sqlx::Error>>,
+    timeout: Duration,
+) -> Result<(), String> {
+    match tokio::time::timeout(timeout, connecting).await {
+        Ok(Ok(connection)) => {
+            // A failure to say goodbye politely does not matter: the connection is dropped.
+            let _ = connection.close().await;
+            Ok(())
+        }
+        Ok(Err(error)) => Err(describe(&error)),
+        Err(_) => Err(format!("no answer within {} s", timeout.as_secs())),
+    }
+}
+
+/// sqlx's errors, worded for a person: the I/O cause rather than the variant name.
+fn describe(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Io(io) => io.to_string(),
+        sqlx::Error::Database(database) => database.message().to_string(),
+        other => other.to_string(),
+    }
+}
