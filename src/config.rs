@@ -61,10 +61,10 @@ pub struct LogConfig {
 /// Why a configuration could not be built. Every variant names the key or file at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}: {error}")]
     ReadFile {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("config file {path} is not valid TOML: {message}")]
     ParseFile { path: PathBuf, message: String },
@@ -143,9 +143,9 @@ impl Config {
         let known_keys = flatten(&merged);
 
         if let Some(path) = &sources.file {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+            let text = std::fs::read_to_string(path).map_err(|error| ConfigError::ReadFile {
                 path: path.clone(),
-                source,
+                error,
             })?;
             let table: Table =
                 text.parse()

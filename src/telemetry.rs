@@ -3,6 +3,8 @@
 //! Command output meant for the user (summaries, tables) goes to stdout; logs and progress go
 //! to stderr, so piping a command's output stays clean.
 
+use std::io::IsTerminal as _;
+
 use tracing_subscriber::EnvFilter;
 
 /// Why logging could not be set up.
@@ -22,6 +24,7 @@ pub fn init_logging(level: &str) -> Result<(), TelemetryError> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .compact()
         .try_init();

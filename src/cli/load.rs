@@ -5,7 +5,7 @@
 //! `load.months` months and shift the dates so the last one is yesterday; replace the
 //! product's rows in one transaction. Running it twice on the same day leaves the same rows.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -51,8 +51,9 @@ impl LoadArgs {
 }
 
 pub async fn run(args: LoadArgs, config: &Config) -> anyhow::Result<()> {
+    // Connect first: a database that is down should not cost a read of a large file.
+    let database = Database::connect(&config.database).await?;
     let started = Instant::now();
-    tracing::info!(file = %args.data.display(), "reading sales");
     let rows = read_sales_blocking(args.data.clone()).await?;
     let read_time = started.elapsed();
     println!(
@@ -62,7 +63,6 @@ pub async fn run(args: LoadArgs, config: &Config) -> anyhow::Result<()> {
         seconds(read_time)
     );
 
-    let database = Database::connect(&config.database).await?;
     let last_day = args.last_day.unwrap_or_else(yesterday);
     let report = load_rows(
         &database,
@@ -152,12 +152,4 @@ pub async fn load_rows(
 /// A duration for people: `0.42 s`.
 pub fn seconds(duration: Duration) -> String {
     format!("{:.2} s", duration.as_secs_f64())
-}
-
-/// The file name of `path`, for short messages.
-pub fn file_name(path: &Path) -> String {
-    path.file_name().map_or_else(
-        || path.display().to_string(),
-        |name| name.to_string_lossy().into_owned(),
-    )
 }

@@ -87,17 +87,17 @@ pub struct StoreRow {
 /// Why a data file could not be read. Row-level errors name file, line and field.
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
-    #[error("cannot open {path}: {source}")]
+    #[error("cannot open {path}: {error}")]
     Open {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("cannot read {path}: {message}")]
     Read { path: PathBuf, message: String },
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}: {error}")]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}: missing column `{column}` (found: {found})")]
     MissingColumn {

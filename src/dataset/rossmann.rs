@@ -189,9 +189,9 @@ fn is_gzip(path: &Path) -> bool {
 }
 
 fn open(path: &Path) -> Result<Box<dyn BufRead>, DatasetError> {
-    let file = File::open(path).map_err(|source| DatasetError::Open {
+    let file = File::open(path).map_err(|error| DatasetError::Open {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     const BUFFER: usize = 1 << 20;
     Ok(if is_gzip(path) {
@@ -208,9 +208,9 @@ fn write_with(
     path: &Path,
     body: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> Result<(), DatasetError> {
-    let fail = |source| DatasetError::Write {
+    let fail = |error| DatasetError::Write {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let file = File::create(path).map_err(fail)?;
     let mut out = BufWriter::with_capacity(1 << 20, file);

@@ -32,25 +32,25 @@ pub enum Database {
 pub enum StoreError {
     #[error("unsupported database URL `{0}`: use `sqlite:PATH` or `postgres://USER@HOST/DB`")]
     UnsupportedUrl(String),
-    #[error("invalid database URL `{url}`: {source}")]
-    BadUrl { url: String, source: sqlx::Error },
+    #[error("invalid database URL `{url}`: {error}")]
+    BadUrl { url: String, error: sqlx::Error },
     #[error("cannot connect to database {url}: {reason}")]
     Connect { url: String, reason: String },
-    #[error("cannot migrate database {url}: {source}")]
+    #[error("cannot migrate database {url}: {error}")]
     Migrate {
         url: String,
-        source: sqlx::migrate::MigrateError,
+        error: sqlx::migrate::MigrateError,
     },
-    #[error("database error while {doing}: {source}")]
+    #[error("database error while {doing}: {error}")]
     Query {
         doing: &'static str,
-        source: sqlx::Error,
+        error: sqlx::Error,
     },
 }
 
 impl StoreError {
     fn query(doing: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
-        move |source| StoreError::Query { doing, source }
+        move |error| StoreError::Query { doing, error }
     }
 }
 
@@ -67,9 +67,9 @@ impl Database {
             url: shown.clone(),
             reason,
         };
-        let bad_url = |source| StoreError::BadUrl {
+        let bad_url = |error| StoreError::BadUrl {
             url: shown.clone(),
-            source,
+            error,
         };
 
         let database = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -106,7 +106,7 @@ impl Database {
             Database::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await,
             Database::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await,
         };
-        migrated.map_err(|source| StoreError::Migrate { url: shown, source })?;
+        migrated.map_err(|error| StoreError::Migrate { url: shown, error })?;
         Ok(database)
     }
 

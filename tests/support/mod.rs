@@ -1,0 +1,80 @@
+//! Helpers shared by the integration tests: real services and real data.
+#![allow(dead_code)] // Each test binary uses its own subset.
+
+pub mod postgres;
+
+use std::path::PathBuf;
+
+use storecast::config::DatabaseConfig;
+use storecast::store::Database;
+
+/// Kaggle's Rossmann files (`../shared/datasets/rossmann`, or `STORECAST_ROSSMANN_DIR`), or
+/// `None` after saying so when they are absent and services are not required.
+pub fn rossmann_dir(test: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("STORECAST_ROSSMANN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets/rossmann")
+        });
+    if dir.join("train.csv.gz").is_file() && dir.join("store.csv").is_file() {
+        return Some(dir);
+    }
+    if postgres::services_required() {
+        panic!(
+            "the Rossmann data set is required (STORECAST_REQUIRE_SERVICES=1) but {} has no train.csv.gz and store.csv",
+            dir.display()
+        );
+    }
+    eprintln!("SKIPPED {test}: no Rossmann data in {}", dir.display());
+    None
+}
+
+pub fn database_config(url: &str) -> DatabaseConfig {
+    DatabaseConfig {
+        url: url.to_string(),
+        max_connections: 4,
+        connect_timeout_secs: 10,
+    }
+}
+
+/// A migrated database on the test PostgreSQL server, or `None` when it is unavailable.
+pub async fn postgres_database(test: &str) -> Option<Database> {
+    let url = postgres::fresh_database(test)?;
+    Some(
+        Database::connect(&database_config(&url))
+            .await
+            .expect("connect to the test PostgreSQL"),
+    )
+}
+
+/// A migrated SQLite database in a temporary folder (kept alive by the returned guard).
+pub async fn sqlite_database() -> (Database, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let url = format!("sqlite:{}", dir.path().join("test.db").display());
+    let database = Database::connect(&database_config(&url))
+        .await
+        .expect("open a SQLite database");
+    (database, dir)
+}
+
+/// Runs the same async test body on PostgreSQL and on SQLite, as two tests.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn postgres() {
+                let test = concat!(stringify!($name), "::postgres");
+                if let Some(database) = $crate::support::postgres_database(test).await {
+                    super::$name(database).await;
+                }
+            }
+
+            #[tokio::test]
+            async fn sqlite() {
+                let (database, _dir) = $crate::support::sqlite_database().await;
+                super::$name(database).await;
+            }
+        }
+    )*};
+}

@@ -1,0 +1,312 @@
+//! A throwaway PostgreSQL server for tests and benchmarks, started from the installed binaries.
+//!
+//! One server per test process, started on first use: `initdb` into a temporary folder, then
+//! `pg_ctl start` on a free loopback port with the socket in that folder. When running as
+//! root, both run as the `postgres` OS user (the server refuses root). Each caller gets its
+//! own fresh database on that server. The server is stopped and its folder removed when the
+//! process exits.
+//!
+//! Missing binaries: with `STORECAST_REQUIRE_SERVICES=1` (as CI sets) that is a test failure;
+//! otherwise the caller is told to skip and says so loudly.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// A running server.
+pub struct PgServer {
+    bin: PathBuf,
+    root: PathBuf,
+    port: u16,
+    run_as_postgres: bool,
+}
+
+/// How the server trades durability for speed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync off: fine for tests, where a crash of the machine loses nothing of value.
+    Fast,
+    /// PostgreSQL's defaults, for benchmarks that must be honest.
+    Durable,
+}
+
+static SERVER: OnceLock<Result<PgServer, String>> = OnceLock::new();
+/// The folder and binaries to clean up at exit; set once the server runs.
+static CLEANUP: Mutex<Option<(PathBuf, PathBuf, bool)>> = Mutex::new(None);
+static NEXT_DATABASE: AtomicU32 = AtomicU32::new(1);
+
+/// True when CI (or the user) demands that every service a test needs is there.
+pub fn services_required() -> bool {
+    std::env::var("STORECAST_REQUIRE_SERVICES").is_ok_and(|value| value == "1")
+}
+
+/// The URL of a new, empty database on this process's server, or `None` (after saying so
+/// on stderr) when PostgreSQL is not installed and services are not required.
+pub fn fresh_database(test: &str) -> Option<String> {
+    fresh_database_with(test, Durability::Fast)
+}
+
+/// As [`fresh_database`], choosing how durable the server is when this call starts it.
+pub fn fresh_database_with(test: &str, durability: Durability) -> Option<String> {
+    let server = match SERVER.get_or_init(|| PgServer::start(durability)) {
+        Ok(server) => server,
+        Err(reason) if services_required() => {
+            panic!("PostgreSQL is required (STORECAST_REQUIRE_SERVICES=1) but {reason}")
+        }
+        Err(reason) => {
+            eprintln!("SKIPPED {test}: PostgreSQL unavailable: {reason}");
+            return None;
+        }
+    };
+    let name = format!(
+        "test_{}_{}",
+        std::process::id(),
+        NEXT_DATABASE.fetch_add(1, Ordering::Relaxed)
+    );
+    server
+        .psql(&format!("CREATE DATABASE {name}"))
+        .unwrap_or_else(|error| panic!("cannot create test database {name}: {error}"));
+    Some(server.url(&name))
+}
+
+impl PgServer {
+    fn start(durability: Durability) -> Result<Self, String> {
+        let bin = find_binaries()?;
+        let run_as_postgres = is_root();
+        let root = tempfile::Builder::new()
+            .prefix("storecast-pg-")
+            .tempdir()
+            .map_err(|error| format!("cannot create a temporary folder: {error}"))?
+            .keep();
+        if run_as_postgres {
+            give_to_postgres_user(&root)?;
+        }
+        let server = PgServer {
+            bin,
+            root,
+            port: 0,
+            run_as_postgres,
+        };
+        let data = server.root.join("data");
+        server.run(
+            "initdb",
+            &[
+                "-D",
+                path_str(&data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ],
+        )?;
+
+        // A port can be taken between asking for it and binding it; try a few.
+        let mut last_error = String::new();
+        for _ in 0..3 {
+            let port = free_port()?;
+            let mut settings = format!(
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200",
+                path_str(&server.root)
+            );
+            if durability == Durability::Fast {
+                settings
+                    .push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+            }
+            let log = server.root.join("server.log");
+            match server.run(
+                "pg_ctl",
+                &[
+                    "-D",
+                    path_str(&data),
+                    "-l",
+                    path_str(&log),
+                    "-o",
+                    &settings,
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ],
+            ) {
+                Ok(()) => {
+                    let server = PgServer { port, ..server };
+                    register_cleanup(&server);
+                    return Ok(server);
+                }
+                Err(error) => {
+                    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+                    last_error = format!("{error}; server log: {log_text}");
+                }
+            }
+        }
+        Err(format!("the server did not start: {last_error}"))
+    }
+
+    /// The URL of database `name` on this server.
+    pub fn url(&self, name: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+
+    fn psql(&self, sql: &str) -> Result<(), String> {
+        let port = self.port.to_string();
+        self.run(
+            "psql",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-qc",
+                sql,
+            ],
+        )
+    }
+
+    /// Runs one of the server's programs, as the `postgres` user when we are root.
+    fn run(&self, program: &str, args: &[&str]) -> Result<(), String> {
+        run_program(&self.bin, self.run_as_postgres, program, args)
+    }
+}
+
+fn run_program(
+    bin: &Path,
+    run_as_postgres: bool,
+    program: &str,
+    args: &[&str],
+) -> Result<(), String> {
+    let executable = bin.join(program);
+    let mut command = if run_as_postgres {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(&executable);
+        command
+    } else {
+        Command::new(&executable)
+    };
+    let output = command
+        .args(args)
+        .current_dir(std::env::temp_dir())
+        .output()
+        .map_err(|error| format!("cannot run {}: {error}", executable.display()))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{program} failed ({}): {}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
+/// `STORECAST_PG_BIN`, else the newest `/usr/lib/postgresql/*/bin`, else `initdb` on PATH.
+fn find_binaries() -> Result<PathBuf, String> {
+    if let Some(bin) = std::env::var_os("STORECAST_PG_BIN") {
+        let bin = PathBuf::from(bin);
+        return if bin.join("initdb").is_file() {
+            Ok(bin)
+        } else {
+            Err(format!("STORECAST_PG_BIN={} has no initdb", bin.display()))
+        };
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").is_file().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    if let Some((_, bin)) = versions.pop() {
+        return Ok(bin);
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file())
+        .ok_or_else(|| {
+            "no initdb found (install the `postgresql` package, or set STORECAST_PG_BIN)"
+                .to_string()
+        })
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn give_to_postgres_user(root: &Path) -> Result<(), String> {
+    let name = c"postgres";
+    // SAFETY: `name` is a valid C string; the returned record is read at once, before any
+    // other call that could overwrite it.
+    let (uid, gid) = unsafe {
+        let record = libc::getpwnam(name.as_ptr());
+        if record.is_null() {
+            return Err(
+                "running as root, but there is no `postgres` OS user to run the server".to_string(),
+            );
+        }
+        ((*record).pw_uid, (*record).pw_gid)
+    };
+    std::os::unix::fs::chown(root, Some(uid), Some(gid)).map_err(|error| {
+        format!(
+            "cannot hand {} to the postgres user: {error}",
+            root.display()
+        )
+    })
+}
+
+fn free_port() -> Result<u16, String> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .map_err(|error| format!("cannot find a free port: {error}"))
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().unwrap_or_default()
+}
+
+fn register_cleanup(server: &PgServer) {
+    if let Ok(mut cleanup) = CLEANUP.lock() {
+        *cleanup = Some((
+            server.bin.clone(),
+            server.root.clone(),
+            server.run_as_postgres,
+        ));
+    }
+    extern "C" fn stop_at_exit() {
+        let Ok(mut cleanup) = CLEANUP.lock() else {
+            return;
+        };
+        if let Some((bin, root, run_as_postgres)) = cleanup.take() {
+            let data = root.join("data");
+            let _ = run_program(
+                &bin,
+                run_as_postgres,
+                "pg_ctl",
+                &["-D", path_str(&data), "-m", "immediate", "-w", "stop"],
+            );
+            let _ = std::fs::remove_dir_all(&root);
+        }
+    }
+    // SAFETY: registering a plain `extern "C"` function with no arguments.
+    unsafe {
+        libc::atexit(stop_at_exit);
+    }
+}
