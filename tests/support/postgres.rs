@@ -188,7 +188,12 @@ fn run_program(
 ) -> Result<(), String> {
     let executable = bin.join(program);
     let mut command = if run_as_postgres {
-        let mut command = Command::new("runuser");
+        // runuser lives in /usr/sbin, which a non-login root shell may not have on PATH.
+        let runuser = ["/usr/sbin/runuser", "/sbin/runuser"]
+            .into_iter()
+            .find(|path| Path::new(path).is_file())
+            .unwrap_or("runuser");
+        let mut command = Command::new(runuser);
         command.args(["-u", "postgres", "--"]).arg(&executable);
         command
     } else {
