@@ -4,6 +4,7 @@
 //! - [`cli`]: the `storecast` command line, one file per subcommand;
 //! - [`config`]: layered configuration (defaults < file < `STORECAST_*` env < flags);
 //! - [`dataset`]: Kaggle's Rossmann files, the loader's window, the synthetic generator;
+//! - [`forecast`]: the forecast engine (Prophet fits with a native optimizer), a pure library;
 //! - [`store`]: the database (PostgreSQL or SQLite) and all SQL;
 //! - [`telemetry`]: logging to stderr.
 //!
@@ -13,5 +14,6 @@
 pub mod cli;
 pub mod config;
 pub mod dataset;
+pub mod forecast;
 pub mod store;
 pub mod telemetry;
