@@ -5,3 +5,5 @@
 //!   port of Stan's L-BFGS), plugged into `augurs-prophet`.
 
 pub mod optimizer;
+pub mod profile;
+pub mod series;

@@ -106,13 +106,28 @@ pub fn minimize(
     x0: &[f64],
     options: &LbfgsOptions,
 ) -> Result<Minimum, LbfgsError> {
+    minimize_observed(objective, x0, options, |_| {})
+}
+
+/// As [`minimize`], calling `after_iteration` with the objective value after each iteration
+/// (to compare a run step by step with Stan's).
+pub fn minimize_observed(
+    objective: &mut impl Objective,
+    x0: &[f64],
+    options: &LbfgsOptions,
+    mut after_iteration: impl FnMut(f64),
+) -> Result<Minimum, LbfgsError> {
     let mut counted = Counted {
         objective,
         evaluations: 0,
     };
     let mut state = State::new(&mut counted, x0, options)?;
     let termination = loop {
-        if let Some(termination) = state.step(&mut counted) {
+        let stop = state.step(&mut counted);
+        if stop != Some(Termination::LineSearchFailed) {
+            after_iteration(state.fk);
+        }
+        if let Some(termination) = stop {
             break termination;
         }
     };
