@@ -5,6 +5,7 @@
 //! - [`config`]: layered configuration (defaults < file < `STORECAST_*` env < flags);
 //! - [`dataset`]: Kaggle's Rossmann files, the loader's window, the synthetic generator;
 //! - [`forecast`]: the forecast engine (Prophet fits with a native optimizer), a pure library;
+//! - [`random`]: a seeded generator whose output never changes (synthetic data, intervals);
 //! - [`store`]: the database (PostgreSQL or SQLite) and all SQL;
 //! - [`telemetry`]: logging to stderr.
 //!
@@ -15,5 +16,6 @@ pub mod cli;
 pub mod config;
 pub mod dataset;
 pub mod forecast;
+pub mod random;
 pub mod store;
 pub mod telemetry;

@@ -12,6 +12,7 @@ use chrono::{Datelike, Days, NaiveDate};
 
 use super::calendar::{public_holiday, school_holiday};
 use super::{SalesRow, StateHoliday, StoreRow};
+use crate::random::SplitMix64;
 
 /// What to generate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,50 +223,6 @@ fn season_factor(date: NaiveDate) -> f64 {
     let summer_dip = 0.04 * ((day - 200.0) / 365.25 * std::f64::consts::TAU).cos();
     let christmas = 0.35 * (-((day - 355.0) / 9.0).powi(2)).exp();
     1.0 - summer_dip + christmas
-}
-
-/// A small, fast, well-mixed PRNG whose output will never change under us.
-#[derive(Debug, Clone)]
-struct SplitMix64 {
-    state: u64,
-}
-
-impl SplitMix64 {
-    /// Independent streams per (seed, stream): both are scrambled before they meet, since
-    /// nearby raw states would give overlapping (shifted) sequences.
-    fn for_stream(seed: u64, stream: u64) -> Self {
-        Self {
-            state: mix(seed) ^ mix(mix(stream) ^ 0x5851_F42D_4C95_7F2D),
-        }
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        mix(self.state)
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next_u64() % bound
-    }
-
-    /// Standard normal (Box-Muller).
-    fn normal(&mut self) -> f64 {
-        let u1 = 1.0 - self.unit();
-        let u2 = self.unit();
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    }
-}
-
-/// SplitMix64's finaliser: every input bit affects every output bit.
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 #[cfg(test)]

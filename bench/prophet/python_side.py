@@ -1,0 +1,351 @@
+#!/usr/bin/env python3
+"""Python side of the Prophet benchmark: Prophet 1.5 on the last 120 open days of every
+Rossmann store.
+
+Writes into --out:
+  python_forecasts.csv  store,config,date,yhat,yhat_lower,yhat_upper (7 days after the last date)
+  python_timings.csv    store,config,fit_ms,predict_ms
+  python_summary.json   side, prophet_version, stores, cv_total_seconds, cv_workers,
+                        cv_metrics_mean (+ informational extras, see README.md)
+
+The work is described in bench/prophet/README.md; the Rust side (cargo bench --bench prophet)
+does exactly the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import logging
+import math
+import multiprocessing
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+HISTORY = 120          # last open days per store (the reference stack's window)
+HORIZON = 7            # calendar days predicted after the last date
+CV_SPLITS = 5          # sklearn TimeSeriesSplit(n_splits=5)
+CV_WORKERS = 2         # the machine has 2 cores
+CONFIGS = ("yearly", "weekly")
+PROGRESS_EVERY = 100
+
+# ---------------------------------------------------------------------------------------
+# Logging: Prophet logs at WARNING on every yearly fit of < 2 years of history, which would
+# print thousands of identical lines. Keep the WARNING level, but count the messages and
+# print each distinct one only the first time it is seen (per process).
+
+
+class CountingHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.echo = True  # print the first occurrence of each message
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        # Collapse the variable parts so the same warning counts once per kind.
+        key = f"{record.name}: {message}"
+        first = key not in self.counts
+        self.counts[key] += 1
+        if first and self.echo:
+            print(f"[first occurrence, counted from now on] {record.levelname} {key}",
+                  file=sys.stderr, flush=True)
+
+
+_handler: CountingHandler | None = None
+
+
+def quiet_logging() -> CountingHandler:
+    """Prophet at WARNING (counted), cmdstanpy disabled. Idempotent per process."""
+    global _handler
+    if _handler is None:
+        _handler = CountingHandler()
+        prophet_logger = logging.getLogger("prophet")
+        prophet_logger.setLevel(logging.WARNING)
+        prophet_logger.handlers.clear()
+        prophet_logger.addHandler(_handler)
+        prophet_logger.propagate = False
+        cmdstanpy_logger = logging.getLogger("cmdstanpy")
+        cmdstanpy_logger.disabled = True
+        cmdstanpy_logger.propagate = False
+    return _handler
+
+
+quiet_logging()
+from prophet import Prophet  # noqa: E402  (after the logging set-up)
+import prophet  # noqa: E402
+
+# prophet.forecaster sets its own logger to INFO on import; put it back to WARNING.
+logging.getLogger("prophet").setLevel(logging.WARNING)
+for _name in ("prophet.models", "prophet.plot"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+
+# ---------------------------------------------------------------------------------------
+# Data
+
+
+def load_series(path: str, max_stores: int | None) -> dict[int, pd.DataFrame]:
+    """store id -> DataFrame(ds, y): open days with sales, sorted by date, last 120 rows."""
+    raw = pd.read_csv(
+        path,
+        usecols=["Store", "Date", "Sales", "Open"],
+        dtype={"Store": "int64", "Sales": "int64", "Open": "int64"},
+        parse_dates=["Date"],
+    )
+    stores = sorted(raw["Store"].unique().tolist())
+    if max_stores is not None:
+        stores = stores[:max_stores]
+    raw = raw[raw["Store"].isin(stores) & (raw["Open"] == 1) & (raw["Sales"] > 0)]
+    series: dict[int, pd.DataFrame] = {}
+    for store, group in raw.groupby("Store", sort=True):
+        group = group.sort_values("Date", kind="stable").tail(HISTORY)
+        series[int(store)] = pd.DataFrame({
+            "ds": group["Date"].to_numpy(),
+            "y": group["Sales"].to_numpy(dtype=float),
+        }).reset_index(drop=True)
+    missing = [s for s in stores if s not in series]
+    if missing:
+        raise SystemExit(f"stores with no open day with sales: {missing}")
+    return series
+
+
+def make_model(config: str) -> Prophet:
+    if config not in CONFIGS:
+        raise ValueError(f"unknown config {config!r}")
+    return Prophet(
+        yearly_seasonality=(config == "yearly"),
+        weekly_seasonality=True,
+        daily_seasonality=False,
+        interval_width=0.95,
+    )
+
+
+def future_frame(last_ds: pd.Timestamp) -> pd.DataFrame:
+    """The 7 calendar days after the last date (not make_future_dataframe, which infers the
+    frequency from the last dates)."""
+    return pd.DataFrame({"ds": [last_ds + pd.Timedelta(days=d) for d in range(1, HORIZON + 1)]})
+
+
+def algorithm_for(rows: int) -> str:
+    """What Prophet 1.5's CmdStanPy backend asks Stan for (models.py: T < 100 -> Newton)."""
+    return "Newton" if rows < 100 else "LBFGS"
+
+
+# ---------------------------------------------------------------------------------------
+# Timed fits and predictions
+
+
+def run_timed(series: dict[int, pd.DataFrame], configs: list[str], out: Path) -> dict:
+    forecasts_path = out / "python_forecasts.csv"
+    timings_path = out / "python_timings.csv"
+    n = len(series)
+    started = time.perf_counter()
+    with open(forecasts_path, "w", newline="") as fc, open(timings_path, "w", newline="") as tc:
+        fc.write("store,config,date,yhat,yhat_lower,yhat_upper\n")
+        tc.write("store,config,fit_ms,predict_ms\n")
+        for done, (store, df) in enumerate(series.items(), start=1):
+            future = future_frame(df["ds"].iloc[-1])
+            for config in configs:
+                m = make_model(config)
+                t0 = time.perf_counter()
+                m.fit(df)
+                fit_ms = (time.perf_counter() - t0) * 1e3
+                # Intervals are sampled from numpy's global RNG: seed it per store so a
+                # re-run gives the same intervals (yhat itself does not depend on it).
+                np.random.seed(store)
+                t0 = time.perf_counter()
+                fcst = m.predict(future)
+                predict_ms = (time.perf_counter() - t0) * 1e3
+                tc.write(f"{store},{config},{fit_ms!r},{predict_ms!r}\n")
+                for ds, yhat, lo, hi in zip(fcst["ds"], fcst["yhat"], fcst["yhat_lower"],
+                                            fcst["yhat_upper"]):
+                    fc.write(f"{store},{config},{ds:%Y-%m-%d},{float(yhat)!r},"
+                             f"{float(lo)!r},{float(hi)!r}\n")
+            if done % PROGRESS_EVERY == 0 or done == n:
+                elapsed = time.perf_counter() - started
+                print(f"timed fits: {done}/{n} stores ({elapsed:.1f} s)", flush=True)
+    return {"timed_seconds": time.perf_counter() - started}
+
+
+# ---------------------------------------------------------------------------------------
+# Walk-forward CV (config `yearly`), 2 worker processes
+
+
+def _cv_init() -> None:
+    quiet_logging()
+    # The handler's counts are inherited from the parent by fork: start from zero. The
+    # parent prints the workers' counts at the end.
+    assert _handler is not None
+    _handler.counts.clear()
+    _handler.echo = False
+
+
+def cv_store(item: tuple[int, pd.DataFrame]) -> dict:
+    """TimeSeriesSplit(n_splits=5) over the rows, then a final fit on all rows and a
+    7-day predict. Returns the store's metrics averaged over the splits."""
+    store, df = item
+    assert _handler is not None
+    before = collections.Counter(_handler.counts)
+    n = len(df)
+    test_size = n // (CV_SPLITS + 1)
+    metrics = {"rmse": [], "mape": [], "mae": [], "median_ae": []}
+    algorithms = collections.Counter()
+    for i in range(CV_SPLITS):
+        train_end = n - (CV_SPLITS - i) * test_size  # = 20 + 20*i for 120 rows
+        train = df.iloc[:train_end]
+        test = df.iloc[train_end:train_end + test_size]
+        m = make_model("yearly")
+        m.fit(train)
+        algorithms[algorithm_for(len(train))] += 1
+        yhat = m.predict(test[["ds"]])["yhat"].to_numpy()
+        err = test["y"].to_numpy() - yhat
+        abs_err = np.abs(err)
+        metrics["rmse"].append(float(np.sqrt(np.mean(err ** 2))))
+        metrics["mape"].append(float(np.mean(abs_err / np.abs(test["y"].to_numpy()))))
+        metrics["mae"].append(float(np.mean(abs_err)))
+        metrics["median_ae"].append(float(np.median(abs_err)))
+    m = make_model("yearly")
+    m.fit(df)
+    algorithms[algorithm_for(n)] += 1
+    m.predict(future_frame(df["ds"].iloc[-1]))
+    warnings = _handler.counts - before
+    return {
+        "store": store,
+        "metrics": {k: float(np.mean(v)) for k, v in metrics.items()},
+        "algorithms": dict(algorithms),
+        "warnings": dict(warnings),
+    }
+
+
+def run_cv(series: dict[int, pd.DataFrame]) -> dict:
+    n = len(series)
+    ctx = multiprocessing.get_context("fork")
+    started = time.perf_counter()
+    results = []
+    with ctx.Pool(CV_WORKERS, initializer=_cv_init) as pool:
+        for done, result in enumerate(pool.imap(cv_store, series.items(), chunksize=1), start=1):
+            results.append(result)
+            if done % PROGRESS_EVERY == 0 or done == n:
+                elapsed = time.perf_counter() - started
+                print(f"cv: {done}/{n} stores ({elapsed:.1f} s)", flush=True)
+    total = time.perf_counter() - started
+    means = {k: float(np.mean([r["metrics"][k] for r in results]))
+             for k in ("rmse", "mape", "mae", "median_ae")}
+    algorithms: collections.Counter[str] = collections.Counter()
+    warnings: collections.Counter[str] = collections.Counter()
+    for r in results:
+        algorithms.update(r["algorithms"])
+        warnings.update(r["warnings"])
+    return {"total": total, "means": means, "algorithms": dict(algorithms),
+            "warnings": dict(warnings)}
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="Rossmann train.csv.gz")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--stores", type=int, default=None,
+                        help="only the first N store ids (quick runs)")
+    parser.add_argument("--configs", default=",".join(CONFIGS),
+                        help="comma-separated subset of yearly,weekly (default both)")
+    parser.add_argument("--skip-cv", action="store_true", help="skip the walk-forward CV")
+    args = parser.parse_args()
+
+    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    for c in configs:
+        if c not in CONFIGS:
+            parser.error(f"unknown config {c!r} (expected some of {','.join(CONFIGS)})")
+    if args.stores is not None and args.stores < 1:
+        parser.error("--stores must be at least 1")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    run_started = time.perf_counter()
+    load_at_start = os.getloadavg()
+    t0 = time.perf_counter()
+    series = load_series(args.data, args.stores)
+    load_seconds = time.perf_counter() - t0
+    lengths = {s: len(df) for s, df in series.items()}
+    short = sorted(s for s, rows in lengths.items() if rows < HISTORY)
+    newton = sorted(s for s, rows in lengths.items() if rows < 100)
+    print(f"python side: prophet {prophet.__version__}, {len(series)} stores, "
+          f"configs {','.join(configs)}, cv {'skipped' if args.skip_cv else 'on'}; "
+          f"data loaded in {load_seconds:.1f} s", flush=True)
+    if short:
+        print(f"{len(short)} stores have fewer than {HISTORY} open days "
+              f"(min {min(lengths.values())} rows); {len(newton)} of them fit with Newton "
+              f"(< 100 rows)", flush=True)
+
+    handler = quiet_logging()
+    handler.counts.clear()
+    timed = run_timed(series, configs, out)
+    timed_warnings = dict(handler.counts)
+
+    cv = None
+    if not args.skip_cv:
+        cv = run_cv(series)
+
+    summary = {
+        "side": "python",
+        "prophet_version": prophet.__version__,
+        "stores": len(series),
+        "cv_total_seconds": None if cv is None else cv["total"],
+        "cv_workers": CV_WORKERS,
+        "cv_metrics_mean": None if cv is None else cv["means"],
+        # Informational extras (compare.py does not need them).
+        "configs": configs,
+        "history_rows": HISTORY,
+        "stores_with_fewer_rows": short,
+        "rows_min": min(lengths.values()),
+        "timed_fit_algorithms": {
+            "LBFGS": sum(1 for r in lengths.values() if r >= 100) * len(configs),
+            "Newton": sum(1 for r in lengths.values() if r < 100) * len(configs),
+        },
+        "cv_fit_algorithms": None if cv is None else cv["algorithms"],
+        "warnings_timed": timed_warnings,
+        "warnings_cv": None if cv is None else cv["warnings"],
+        "timed_seconds": timed["timed_seconds"],
+        "run_seconds": time.perf_counter() - run_started,
+        "versions": {
+            "python": sys.version.split()[0],
+            "numpy": np.__version__,
+            "pandas": pd.__version__,
+            "cmdstanpy": __import__("cmdstanpy").__version__,
+        },
+        "cpu_count": os.cpu_count(),
+        # 1/5/15-minute load averages: other work on the 2 cores skews the timings.
+        "loadavg_start": list(load_at_start),
+        "loadavg_end": list(os.getloadavg()),
+    }
+    with open(out / "python_summary.json", "w") as f:
+        json.dump(summary, f, indent=2)
+        f.write("\n")
+
+    def short_key(k: str) -> str:
+        return k if len(k) <= 100 else k[:97] + "..."
+
+    print(f"timed fits+predicts: {timed['timed_seconds']:.1f} s", flush=True)
+    for k, v in sorted(timed_warnings.items()):
+        print(f"  warning x{v} (timed): {short_key(k)}")
+    if cv is not None:
+        print(f"cv total: {cv['total']:.1f} s with {CV_WORKERS} workers; "
+              f"fits by algorithm {cv['algorithms']}; metrics mean "
+              + ", ".join(f"{k} {v:.4g}" for k, v in cv["means"].items()), flush=True)
+        for k, v in sorted(cv["warnings"].items()):
+            print(f"  warning x{v} (cv): {short_key(k)}")
+    print(f"python side done in {summary['run_seconds']:.1f} s; wrote {out}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
