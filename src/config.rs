@@ -8,6 +8,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use crate::forecast::profile::Profile;
+
 use serde::{Deserialize, Serialize};
 use toml::{Table, Value};
 
@@ -32,6 +34,9 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub load: LoadConfig,
     pub log: LogConfig,
+    pub train: TrainConfig,
+    /// Model profiles by name.
+    pub profiles: BTreeMap<String, Profile>,
 }
 
 /// `[database]`: which database and how to connect to it.
@@ -56,6 +61,26 @@ pub struct LoadConfig {
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     pub level: String,
+}
+
+/// `[train]`: how series are trained and their batch forecasts written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub profile: String,
+    pub horizon_days: u32,
+    pub workers: u32,
+    pub seed: u64,
+}
+
+impl TrainConfig {
+    /// Threads to fit with: the configured number, or one per core.
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |cores| cores.get()),
+            workers => workers as usize,
+        }
+    }
 }
 
 /// Why a configuration could not be built. Every variant names the key or file at fault.
@@ -216,7 +241,23 @@ impl Config {
                 "load.product must not be empty".to_string(),
             ));
         }
+        self.profile(&self.train.profile)?;
+        for (name, profile) in &self.profiles {
+            profile
+                .validate()
+                .map_err(|error| ConfigError::Invalid(format!("profiles.{name}: {error}")))?;
+        }
         Ok(())
+    }
+
+    /// The profile called `name`.
+    pub fn profile(&self, name: &str) -> Result<&Profile, ConfigError> {
+        self.profiles.get(name).ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "unknown profile `{name}` (known: {})",
+                self.profiles.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })
     }
 
     /// The configuration as TOML, with secrets (database password) masked.
@@ -387,6 +428,37 @@ mod tests {
         assert_eq!(config.load.product, "product_A");
         assert_eq!(config.load.months, 5);
         assert!(config.database.url.starts_with("sqlite:"));
+        assert_eq!(config.profile("reference").unwrap(), &Profile::reference());
+        assert!(config.profile("default").is_ok());
+        assert!(config.profile("fancy").unwrap_err().to_string().contains("unknown profile `fancy`"));
+    }
+
+    #[test]
+    fn profiles_are_configurable_and_checked() {
+        let config = Config::load(&Sources {
+            env: env(&[("STORECAST_PROFILES_DEFAULT_FEATURES", "promo,school_holiday")]),
+            flags: vec![Override::new("profiles.reference.history_open_days", "90")],
+            ..Sources::default()
+        })
+        .unwrap();
+        assert_eq!(config.profiles["reference"].history_open_days, 90);
+        assert_eq!(config.profiles["default"].features.len(), 2);
+
+        let error = Config::load(&Sources {
+            flags: vec![Override::new("profiles.default.features", "promo,weather")],
+            ..Sources::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("weather"), "{error}");
+
+        let error = Config::load(&Sources {
+            flags: vec![Override::new("profiles.default.interval_width", "1.5")],
+            ..Sources::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("profiles.default") && error.contains("interval_width"), "{error}");
     }
 
     #[test]

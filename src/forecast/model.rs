@@ -56,6 +56,29 @@ pub struct StoredModel {
     pub params: ModelParams,
 }
 
+/// Version of the encoding written by [`StoredModel::encode`].
+const ENCODING_VERSION: u32 = 1;
+
+impl StoredModel {
+    /// Bytes for the registry: an encoding version, then the model (floats bit-exact).
+    pub fn encode(&self) -> Vec<u8> {
+        let config = bincode::config::standard();
+        // Encoding plain structs of numbers, strings and vectors into a Vec cannot fail.
+        bincode::serde::encode_to_vec((ENCODING_VERSION, self), config).unwrap_or_default()
+    }
+
+    /// Reads bytes written by [`StoredModel::encode`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, ModelError> {
+        let config = bincode::config::standard();
+        let ((version, model), _): ((u32, StoredModel), usize) =
+            bincode::serde::decode_from_slice(bytes, config).map_err(|_| ModelError::Corrupt("undecodable model bytes"))?;
+        if version != ENCODING_VERSION {
+            return Err(ModelError::Corrupt("model encoded by another storecast version"));
+        }
+        Ok(model)
+    }
+}
+
 /// One forecast day.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ForecastPoint {
@@ -582,6 +605,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("constant series"), "{error}");
+    }
+
+    #[test]
+    fn stored_models_survive_encoding_bit_for_bit() {
+        let model = FittedModel::fit(&synthetic_series(300), &Profile::reference()).unwrap();
+        let bytes = model.stored().encode();
+        assert_eq!(&StoredModel::decode(&bytes).unwrap(), model.stored());
+        assert!(StoredModel::decode(&bytes[..bytes.len() / 2]).is_err());
+        let mut other_version = bytes.clone();
+        other_version[0] = 9;
+        assert!(StoredModel::decode(&other_version).is_err());
     }
 
     #[test]

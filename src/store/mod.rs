@@ -3,8 +3,10 @@
 //! Two backends stand behind one [`Database`]: PostgreSQL (production, `postgres://`) and
 //! SQLite (the embedded default, `sqlite:`). Each has its own migrations under
 //! `migrations/<backend>/`, applied on connect, describing the same tables. One file per
-//! table family holds the queries: [`sales`] for now.
+//! table family holds the queries: [`sales`], [`models`] (the registry), [`forecasts`].
 
+pub mod forecasts;
+pub mod models;
 pub mod sales;
 
 use std::str::FromStr;
@@ -18,6 +20,8 @@ use sqlx::{ConnectOptions, Connection};
 
 use crate::config::{DatabaseConfig, redact_url};
 
+pub use forecasts::{ForecastRecord, StoredForecast};
+pub use models::{ModelVersion, NewModelVersion};
 pub use sales::SalesSummary;
 
 /// A connected, migrated database.
@@ -41,6 +45,8 @@ pub enum StoreError {
         url: String,
         error: sqlx::migrate::MigrateError,
     },
+    #[error("stored {what} cannot be read: {reason}")]
+    Corrupt { what: String, reason: String },
     #[error("database error while {doing}: {error}")]
     Query {
         doing: &'static str,

@@ -179,6 +179,27 @@ impl Database {
         Ok(rows.into_iter().map(StoredSale::into_row).collect())
     }
 
+    /// Stores that have sales of `product`, ascending.
+    pub async fn stores_with_sales(&self, product: &str) -> Result<Vec<u32>, StoreError> {
+        let doing = "listing stores";
+        let stores: Vec<i32> = match self {
+            Database::Postgres(pool) => {
+                sqlx::query_scalar("SELECT DISTINCT store FROM sales WHERE product = $1 ORDER BY store")
+                    .bind(product)
+                    .fetch_all(pool)
+                    .await
+            }
+            Database::Sqlite(pool) => {
+                sqlx::query_scalar("SELECT DISTINCT store FROM sales WHERE product = ? ORDER BY store")
+                    .bind(product)
+                    .fetch_all(pool)
+                    .await
+            }
+        }
+        .map_err(StoreError::query(doing))?;
+        Ok(stores.into_iter().map(i32::unsigned_abs).collect())
+    }
+
     /// One line of figures per product in `sales`.
     pub async fn sales_summary(&self) -> Result<Vec<SalesSummary>, StoreError> {
         // Same SQL on both backends: COUNT and SUM of integers are 64-bit on both.
