@@ -38,7 +38,8 @@ struct Args {
 
 fn parse_args() -> Args {
     let mut args = Args {
-        data: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets/rossmann/train.csv.gz"),
+        data: PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/datasets/rossmann/train.csv.gz"),
         out: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-prophet"),
         stores: None,
         configs: vec!["yearly".to_string(), "weekly".to_string()],
@@ -46,7 +47,11 @@ fn parse_args() -> Args {
     };
     let mut given = std::env::args().skip(1);
     while let Some(flag) = given.next() {
-        let mut value = || given.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        let mut value = || {
+            given
+                .next()
+                .unwrap_or_else(|| panic!("{flag} needs a value"))
+        };
         match flag.as_str() {
             "--data" => args.data = PathBuf::from(value()),
             "--out" => args.out = PathBuf::from(value()),
@@ -73,7 +78,9 @@ fn profile(config: &str) -> Profile {
 }
 
 fn next_week(last: NaiveDate) -> Vec<NaiveDate> {
-    (1..=7).filter_map(|offset| last.checked_add_days(Days::new(offset))).collect()
+    (1..=7)
+        .filter_map(|offset| last.checked_add_days(Days::new(offset)))
+        .collect()
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
@@ -145,7 +152,10 @@ fn main() {
         (None, None)
     } else {
         let (seconds, metrics) = cross_validate_all(&stores, &profile("yearly"));
-        eprintln!("cv: all {} stores in {seconds:.2} s on {CV_WORKERS} threads", stores.len());
+        eprintln!(
+            "cv: all {} stores in {seconds:.2} s on {CV_WORKERS} threads",
+            stores.len()
+        );
         (Some(seconds), Some(metrics))
     };
     let json_number = |value: Option<f64>| value.map_or("null".to_string(), |v| format!("{v:?}"));
@@ -173,7 +183,9 @@ fn cross_validate_all(stores: &[(u32, Series)], profile: &Profile) -> (f64, Metr
             scope.spawn(|| {
                 loop {
                     let index = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((store, series)) = stores.get(index) else { break };
+                    let Some((store, series)) = stores.get(index) else {
+                        break;
+                    };
                     match train(series, profile, SPLITS) {
                         Ok(trained) => {
                             let (_, last) = trained.model.trained_span();

@@ -430,13 +430,22 @@ mod tests {
         assert!(config.database.url.starts_with("sqlite:"));
         assert_eq!(config.profile("reference").unwrap(), &Profile::reference());
         assert!(config.profile("default").is_ok());
-        assert!(config.profile("fancy").unwrap_err().to_string().contains("unknown profile `fancy`"));
+        assert!(
+            config
+                .profile("fancy")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown profile `fancy`")
+        );
     }
 
     #[test]
     fn profiles_are_configurable_and_checked() {
         let config = Config::load(&Sources {
-            env: env(&[("STORECAST_PROFILES_DEFAULT_FEATURES", "promo,school_holiday")]),
+            env: env(&[(
+                "STORECAST_PROFILES_DEFAULT_FEATURES",
+                "promo,school_holiday",
+            )]),
             flags: vec![Override::new("profiles.reference.history_open_days", "90")],
             ..Sources::default()
         })
@@ -458,7 +467,10 @@ mod tests {
         })
         .unwrap_err()
         .to_string();
-        assert!(error.contains("profiles.default") && error.contains("interval_width"), "{error}");
+        assert!(
+            error.contains("profiles.default") && error.contains("interval_width"),
+            "{error}"
+        );
     }
 
     #[test]

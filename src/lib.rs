@@ -7,10 +7,12 @@
 //! - [`forecast`]: the forecast engine (Prophet fits with a native optimizer), a pure library;
 //! - [`random`]: a seeded generator whose output never changes (synthetic data, intervals);
 //! - [`store`]: the database (PostgreSQL or SQLite) and all SQL;
-//! - [`telemetry`]: logging to stderr.
+//! - [`telemetry`]: logging to stderr;
+//! - [`training`]: training series from the database: fit on a bounded pool, register, forecast.
 //!
-//! Dependencies point one way: `cli` uses everything; `store` knows `dataset`'s row types and
-//! nothing above; `dataset` and `config` know nothing of the others.
+//! Dependencies point one way: `cli` uses everything; `training` wires `forecast` to `store`;
+//! `store` knows the row and metric types of `dataset` and `forecast`; `forecast` knows only
+//! `dataset`'s types; `config` knows `forecast`'s profiles.
 
 pub mod cli;
 pub mod config;
@@ -19,3 +21,4 @@ pub mod forecast;
 pub mod random;
 pub mod store;
 pub mod telemetry;
+pub mod training;

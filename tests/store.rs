@@ -191,7 +191,11 @@ fn metrics(value: f64) -> storecast::forecast::validation::Metrics {
     }
 }
 
-fn new_version<'a>(store: u32, params: &'a [u8], node: &'a str) -> storecast::store::NewModelVersion<'a> {
+fn new_version<'a>(
+    store: u32,
+    params: &'a [u8],
+    node: &'a str,
+) -> storecast::store::NewModelVersion<'a> {
     storecast::store::NewModelVersion {
         store,
         product: "product_A",
@@ -205,16 +209,47 @@ fn new_version<'a>(store: u32, params: &'a [u8], node: &'a str) -> storecast::st
 }
 
 async fn registry_numbers_versions_per_series(database: Database) {
-    assert!(database.latest_model_version(1, "product_A").await.unwrap().is_none());
-    assert_eq!(database.insert_model_version(&new_version(1, &[1, 2, 3], "node-a")).await.unwrap(), 1);
-    assert_eq!(database.insert_model_version(&new_version(1, &[4, 5], "node-b")).await.unwrap(), 2);
-    assert_eq!(database.insert_model_version(&new_version(2, &[6], "node-a")).await.unwrap(), 1);
-    let latest = database.latest_model_version(1, "product_A").await.unwrap().unwrap();
+    assert!(
+        database
+            .latest_model_version(1, "product_A")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        database
+            .insert_model_version(&new_version(1, &[1, 2, 3], "node-a"))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        database
+            .insert_model_version(&new_version(1, &[4, 5], "node-b"))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        database
+            .insert_model_version(&new_version(2, &[6], "node-a"))
+            .await
+            .unwrap(),
+        1
+    );
+    let latest = database
+        .latest_model_version(1, "product_A")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(latest.version, 2);
     assert_eq!(latest.params, vec![4, 5]);
     assert_eq!(latest.node, "node-b");
     assert_eq!(latest.metrics, metrics(120.5));
-    assert_eq!(latest.trained_to, NaiveDate::from_ymd_opt(2015, 6, 19).unwrap());
+    assert_eq!(
+        latest.trained_to,
+        NaiveDate::from_ymd_opt(2015, 6, 19).unwrap()
+    );
     assert!((chrono::Utc::now() - latest.trained_at).num_seconds().abs() < 60);
 }
 
@@ -224,7 +259,9 @@ async fn concurrent_trainings_never_share_a_version(database: Database) {
             let database = database.clone();
             tokio::spawn(async move {
                 let params = vec![task as u8];
-                database.insert_model_version(&new_version(7, &params, "racer")).await
+                database
+                    .insert_model_version(&new_version(7, &params, "racer"))
+                    .await
             })
         })
         .collect();
@@ -234,7 +271,13 @@ async fn concurrent_trainings_never_share_a_version(database: Database) {
     }
     versions.sort();
     assert_eq!(versions, (1..=16).collect::<Vec<i32>>());
-    assert_eq!(database.model_version_numbers(7, "product_A").await.unwrap(), (1..=16).collect::<Vec<i32>>());
+    assert_eq!(
+        database
+            .model_version_numbers(7, "product_A")
+            .await
+            .unwrap(),
+        (1..=16).collect::<Vec<i32>>()
+    );
 }
 
 async fn forecasts_are_written_idempotently_per_version(database: Database) {
@@ -247,16 +290,37 @@ async fn forecasts_are_written_idempotently_per_version(database: Database) {
         upper: yhat + 10.0,
         model_version: version,
     };
-    database.write_forecasts(&[record(20, 1, 100.0), record(21, 1, 110.0)]).await.unwrap();
-    database.write_forecasts(&[record(20, 1, 101.0), record(21, 1, 111.0)]).await.unwrap();
+    database
+        .write_forecasts(&[record(20, 1, 100.0), record(21, 1, 110.0)])
+        .await
+        .unwrap();
+    database
+        .write_forecasts(&[record(20, 1, 101.0), record(21, 1, 111.0)])
+        .await
+        .unwrap();
     let latest = database.latest_forecast(3, "product_A").await.unwrap();
     assert_eq!(latest.len(), 2, "rewriting a version replaces its rows");
     assert_eq!(latest[0].record, record(20, 1, 101.0));
 
-    database.write_forecasts(&[record(22, 2, 120.0)]).await.unwrap();
+    database
+        .write_forecasts(&[record(22, 2, 120.0)])
+        .await
+        .unwrap();
     let latest = database.latest_forecast(3, "product_A").await.unwrap();
-    assert_eq!(latest.iter().map(|row| row.record.clone()).collect::<Vec<_>>(), vec![record(22, 2, 120.0)]);
-    assert!(database.latest_forecast(4, "product_A").await.unwrap().is_empty());
+    assert_eq!(
+        latest
+            .iter()
+            .map(|row| row.record.clone())
+            .collect::<Vec<_>>(),
+        vec![record(22, 2, 120.0)]
+    );
+    assert!(
+        database
+            .latest_forecast(4, "product_A")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 on_both_backends!(

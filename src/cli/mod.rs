@@ -5,10 +5,14 @@
 //! `storecast config` shows their effect too. Every failure ends as one `error: ...` line on
 //! stderr and exit code 1 (clap's usage errors exit with 2).
 
+pub mod backtest;
 pub mod config;
 pub mod dataset;
 pub mod demo;
+pub mod forecast;
 pub mod load;
+pub mod progress;
+pub mod train;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,6 +54,14 @@ pub enum Command {
     /// Loads a Rossmann sales file into the `sales` table as the reference loader does: the
     /// last months, dates shifted to end yesterday, one product; replaces that product's rows.
     Load(load::LoadArgs),
+    /// Trains series from the database (5-split walk-forward CV, then a final fit), registers
+    /// each as a new model version and writes its forecast for the days after the data.
+    Train(train::TrainArgs),
+    /// Forecasts the next days of one store from its latest model version, without retraining.
+    Forecast(forecast::ForecastArgs),
+    /// Trains on a data file up to each origin, forecasts the open days after it, writes the
+    /// forecasts to a CSV file and prints RMSPE (Kaggle's metric) where actuals exist.
+    Backtest(backtest::BacktestArgs),
     /// Makes or checks data files in Kaggle's Rossmann format.
     #[command(subcommand)]
     Dataset(dataset::DatasetCommand),
@@ -62,6 +74,9 @@ impl Command {
     fn config_overrides(&self) -> Vec<Override> {
         match self {
             Command::Load(args) => args.config_overrides(),
+            Command::Train(args) => args.config_overrides(),
+            Command::Forecast(args) => args.config_overrides(),
+            Command::Backtest(args) => args.config_overrides(),
             Command::Demo(_) | Command::Dataset(_) | Command::Config => Vec::new(),
         }
     }
@@ -104,6 +119,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         match cli.command {
             Command::Demo(args) => demo::run(args, &config).await,
             Command::Load(args) => load::run(args, &config).await,
+            Command::Train(args) => train::run(args, &config).await,
+            Command::Forecast(args) => forecast::run(args, &config).await,
+            Command::Backtest(args) => backtest::run(args, &config).await,
             Command::Dataset(command) => dataset::run(command).await,
             Command::Config => config::run(&config),
         }

@@ -71,9 +71,12 @@ impl StoredModel {
     pub fn decode(bytes: &[u8]) -> Result<Self, ModelError> {
         let config = bincode::config::standard();
         let ((version, model), _): ((u32, StoredModel), usize) =
-            bincode::serde::decode_from_slice(bytes, config).map_err(|_| ModelError::Corrupt("undecodable model bytes"))?;
+            bincode::serde::decode_from_slice(bytes, config)
+                .map_err(|_| ModelError::Corrupt("undecodable model bytes"))?;
         if version != ENCODING_VERSION {
-            return Err(ModelError::Corrupt("model encoded by another storecast version"));
+            return Err(ModelError::Corrupt(
+                "model encoded by another storecast version",
+            ));
         }
         Ok(model)
     }
@@ -153,11 +156,21 @@ impl FittedModel {
             strategy,
             captured: Arc::clone(&captured),
         };
-        let mut prophet = Prophet::new(prophet_options(&profile), optimizer);
+        let span_days = match (inputs.dates.first(), inputs.dates.last()) {
+            (Some(first), Some(last)) => (*last - *first).num_days(),
+            _ => 0,
+        };
+        let mut prophet = Prophet::new(prophet_options(&profile, span_days), optimizer);
         for name in inputs.regressors.keys() {
             prophet.add_regressor(name.clone(), regressor(&profile));
         }
-        let data = TrainingData::new(timestamps(&inputs.dates), inputs.y.clone())?
+        let y: Vec<f64> = if profile.log_sales {
+            inputs.y.iter().map(|sales| sales.max(1.0).ln()).collect()
+        } else {
+            inputs.y.clone()
+        };
+        let y_scale = y.iter().fold(0f64, |max: f64, value| max.max(value.abs()));
+        let data = TrainingData::new(timestamps(&inputs.dates), y)?
             .with_regressors(to_hash_map(&inputs.regressors))?;
         prophet.fit(data, OptimizeOpts::default())?;
         let captured = captured
@@ -165,10 +178,6 @@ impl FittedModel {
             .map_err(|_| ModelError::Corrupt("optimizer state poisoned"))?
             .take()
             .ok_or(ModelError::Corrupt("the optimizer was not called"))?;
-        let y_scale = inputs
-            .y
-            .iter()
-            .fold(0f64, |max, value| max.max(value.abs()));
         Ok(Self {
             stored: StoredModel {
                 profile,
@@ -225,6 +234,13 @@ impl FittedModel {
             .map(|(index, &date)| {
                 let closed =
                     profile.closed_days_zero && calendar.get(date).is_some_and(|day| !day.open);
+                let back = |value: f64| {
+                    if profile.log_sales {
+                        value.exp()
+                    } else {
+                        value
+                    }
+                };
                 if closed {
                     ForecastPoint {
                         date,
@@ -235,9 +251,9 @@ impl FittedModel {
                 } else {
                     ForecastPoint {
                         date,
-                        yhat: predictions.yhat.point[index],
-                        lower: lower[index],
-                        upper: upper[index],
+                        yhat: back(predictions.yhat.point[index]),
+                        lower: back(lower[index]),
+                        upper: back(upper[index]),
                     }
                 }
             })
@@ -339,7 +355,7 @@ fn training_inputs(
     })
 }
 
-fn prophet_options(profile: &Profile) -> ProphetOptions {
+fn prophet_options(profile: &Profile, span_days: i64) -> ProphetOptions {
     let seasonality = |order: u32| match NonZeroU32::new(order) {
         Some(order) => SeasonalityOption::Fourier(order),
         None => SeasonalityOption::Manual(false),
@@ -348,7 +364,11 @@ fn prophet_options(profile: &Profile) -> ProphetOptions {
     ProphetOptions {
         n_changepoints: profile.changepoints,
         changepoint_range: positive(profile.changepoint_range),
-        yearly_seasonality: seasonality(profile.yearly_order),
+        yearly_seasonality: if span_days >= i64::from(profile.yearly_min_days) {
+            seasonality(profile.yearly_order)
+        } else {
+            SeasonalityOption::Manual(false)
+        },
         weekly_seasonality: seasonality(profile.weekly_order),
         daily_seasonality: SeasonalityOption::Manual(false),
         seasonality_mode: feature_mode(profile.mode),

@@ -56,10 +56,16 @@ pub struct Profile {
     pub history_open_days: u32,
     /// Fourier order of the yearly seasonality; 0 turns it off.
     pub yearly_order: u32,
+    /// Fit the yearly seasonality only when the training days span at least this many days
+    /// (0: always). Yearly seasonality on a few months is ill-posed (notes/prophet.md).
+    pub yearly_min_days: u32,
     /// Fourier order of the weekly seasonality; 0 turns it off.
     pub weekly_order: u32,
     /// Whether seasonalities (and regressors) add to the trend or scale it.
     pub mode: Mode,
+    /// Fit the logarithm of sales (errors become relative, as RMSPE scores them) and
+    /// forecast its exponential.
+    pub log_sales: bool,
     /// Extra regressors.
     pub features: Vec<Feature>,
     /// Forecast days the calendar says are closed as zero (otherwise, as any day).
@@ -95,8 +101,10 @@ impl Profile {
         Self {
             history_open_days: 120,
             yearly_order: 10,
+            yearly_min_days: 0,
             weekly_order: 3,
             mode: Mode::Additive,
+            log_sales: false,
             features: Vec::new(),
             closed_days_zero: false,
             changepoints: 25,

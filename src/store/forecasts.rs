@@ -70,7 +70,12 @@ impl Database {
                          forecast_sale = EXCLUDED.forecast_sale, lower_ci = EXCLUDED.lower_ci, \
                          upper_ci = EXCLUDED.upper_ci, created_at = EXCLUDED.created_at",
                     );
-                    written += insert.build().execute(&mut *tx).await.map_err(StoreError::query(doing))?.rows_affected();
+                    written += insert
+                        .build()
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::query(doing))?
+                        .rows_affected();
                 }
                 tx.commit().await.map_err(StoreError::query(doing))?;
             }
@@ -97,7 +102,12 @@ impl Database {
                          forecast_sale = excluded.forecast_sale, lower_ci = excluded.lower_ci, \
                          upper_ci = excluded.upper_ci, created_at = excluded.created_at",
                     );
-                    written += insert.build().execute(&mut *tx).await.map_err(StoreError::query(doing))?.rows_affected();
+                    written += insert
+                        .build()
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::query(doing))?
+                        .rows_affected();
                 }
                 tx.commit().await.map_err(StoreError::query(doing))?;
             }
@@ -106,7 +116,11 @@ impl Database {
     }
 
     /// The latest batch forecast of a series: the rows of its newest model version, by date.
-    pub async fn latest_forecast(&self, store: u32, product: &str) -> Result<Vec<StoredForecast>, StoreError> {
+    pub async fn latest_forecast(
+        &self,
+        store: u32,
+        product: &str,
+    ) -> Result<Vec<StoredForecast>, StoreError> {
         let doing = "reading forecasts";
         let rows: Vec<Row> = match self {
             Database::Postgres(pool) => {

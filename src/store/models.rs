@@ -145,20 +145,22 @@ impl Database {
     }
 
     /// The newest version of a series, if it was ever trained.
-    pub async fn latest_model_version(&self, store: u32, product: &str) -> Result<Option<ModelVersion>, StoreError> {
+    pub async fn latest_model_version(
+        &self,
+        store: u32,
+        product: &str,
+    ) -> Result<Option<ModelVersion>, StoreError> {
         let doing = "reading the latest model version";
         let store = i64::from(store);
         let row: Option<Row> = match self {
-            Database::Postgres(pool) => {
-                sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT {COLUMNS_POSTGRES} FROM model_versions WHERE store = $1 AND product = $2 \
+            Database::Postgres(pool) => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {COLUMNS_POSTGRES} FROM model_versions WHERE store = $1 AND product = $2 \
                      ORDER BY version DESC LIMIT 1"
-                )))
-                .bind(store as i32)
-                .bind(product)
-                .fetch_optional(pool)
-                .await
-            }
+            )))
+            .bind(store as i32)
+            .bind(product)
+            .fetch_optional(pool)
+            .await,
             Database::Sqlite(pool) => {
                 sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "SELECT {COLUMNS_SQLITE} FROM model_versions WHERE store = ? AND product = ? \
@@ -175,7 +177,11 @@ impl Database {
     }
 
     /// Version numbers of a series, oldest first.
-    pub async fn model_version_numbers(&self, store: u32, product: &str) -> Result<Vec<i32>, StoreError> {
+    pub async fn model_version_numbers(
+        &self,
+        store: u32,
+        product: &str,
+    ) -> Result<Vec<i32>, StoreError> {
         let doing = "listing model versions";
         match self {
             Database::Postgres(pool) => {

@@ -184,16 +184,20 @@ impl Database {
         let doing = "listing stores";
         let stores: Vec<i32> = match self {
             Database::Postgres(pool) => {
-                sqlx::query_scalar("SELECT DISTINCT store FROM sales WHERE product = $1 ORDER BY store")
-                    .bind(product)
-                    .fetch_all(pool)
-                    .await
+                sqlx::query_scalar(
+                    "SELECT DISTINCT store FROM sales WHERE product = $1 ORDER BY store",
+                )
+                .bind(product)
+                .fetch_all(pool)
+                .await
             }
             Database::Sqlite(pool) => {
-                sqlx::query_scalar("SELECT DISTINCT store FROM sales WHERE product = ? ORDER BY store")
-                    .bind(product)
-                    .fetch_all(pool)
-                    .await
+                sqlx::query_scalar(
+                    "SELECT DISTINCT store FROM sales WHERE product = ? ORDER BY store",
+                )
+                .bind(product)
+                .fetch_all(pool)
+                .await
             }
         }
         .map_err(StoreError::query(doing))?;

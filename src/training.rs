@@ -1,0 +1,216 @@
+//! Training series that live in the database: load each series, cross-validate and fit it on
+//! a bounded pool of blocking threads (never on the async runtime), register the new model
+//! version, and write its batch forecast for the days after the data.
+//!
+//! Used by `storecast train` today and by the model actors of the cluster.
+
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::forecast::model::{FittedModel, ForecastPoint, StoredModel};
+use crate::forecast::planner::{days_after, plan};
+use crate::forecast::profile::Profile;
+use crate::forecast::series::Series;
+use crate::forecast::validation::{Metrics, SPLITS, train};
+use crate::store::{Database, ForecastRecord, NewModelVersion};
+
+/// What to train and how.
+#[derive(Debug, Clone)]
+pub struct TrainSettings {
+    pub product: String,
+    pub profile_name: String,
+    pub profile: Profile,
+    /// Days of batch forecast written after the data.
+    pub horizon_days: u32,
+    /// Seed of the forecast intervals.
+    pub seed: u64,
+    /// Series fitted at once.
+    pub workers: usize,
+    /// Recorded with each version: who trained it.
+    pub node: String,
+}
+
+/// A series trained and registered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainedVersion {
+    pub version: i32,
+    pub metrics: Metrics,
+    pub trained_from: NaiveDate,
+    pub trained_to: NaiveDate,
+    pub forecast: Vec<ForecastPoint>,
+}
+
+/// The outcome for one series: a version, or why there is none.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesOutcome {
+    pub store: u32,
+    pub result: Result<TrainedVersion, String>,
+}
+
+/// Counts reported after every series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub done: usize,
+    pub failed: usize,
+    pub total: usize,
+}
+
+/// Trains `stores` with at most `settings.workers` fits at once. A failing series is
+/// reported in its outcome; the others go on. Outcomes come back in store order.
+pub async fn train_stores(
+    database: &Database,
+    stores: &[u32],
+    settings: &TrainSettings,
+    mut on_progress: impl FnMut(Progress),
+) -> Vec<SeriesOutcome> {
+    let permits = Arc::new(Semaphore::new(settings.workers.max(1)));
+    let settings = Arc::new(settings.clone());
+    let mut tasks = JoinSet::new();
+    for &store in stores {
+        let database = database.clone();
+        let settings = Arc::clone(&settings);
+        let permits = Arc::clone(&permits);
+        tasks.spawn(async move {
+            // The semaphore is never closed, so acquiring only waits.
+            let _permit = permits.acquire_owned().await;
+            let result = train_one(&database, store, &settings).await;
+            SeriesOutcome { store, result }
+        });
+    }
+    let mut outcomes = Vec::with_capacity(stores.len());
+    let mut progress = Progress {
+        done: 0,
+        failed: 0,
+        total: stores.len(),
+    };
+    while let Some(joined) = tasks.join_next().await {
+        let outcome = joined.unwrap_or_else(|error| SeriesOutcome {
+            store: 0,
+            result: Err(format!("training task stopped: {error}")),
+        });
+        progress.done += 1;
+        progress.failed += usize::from(outcome.result.is_err());
+        on_progress(progress);
+        outcomes.push(outcome);
+    }
+    outcomes.sort_by_key(|outcome| outcome.store);
+    outcomes
+}
+
+/// Trains one series end to end; errors are worded for the user and name nothing twice.
+pub async fn train_one(
+    database: &Database,
+    store: u32,
+    settings: &TrainSettings,
+) -> Result<TrainedVersion, String> {
+    let rows = database
+        .series_sales(store, &settings.product)
+        .await
+        .map_err(|error| error.to_string())?;
+    if rows.is_empty() {
+        return Err(format!("no sales of {} in the database", settings.product));
+    }
+    let profile = settings.profile.clone();
+    let (horizon, seed) = (settings.horizon_days, settings.seed);
+    let fitted =
+        tokio::task::spawn_blocking(move || fit_and_forecast(&rows, &profile, horizon, seed))
+            .await
+            .map_err(|error| format!("fit stopped: {error}"))??;
+
+    let version = database
+        .insert_model_version(&NewModelVersion {
+            store,
+            product: &settings.product,
+            profile: &settings.profile_name,
+            params: &fitted.encoded,
+            metrics: fitted.metrics,
+            trained_from: fitted.trained_from,
+            trained_to: fitted.trained_to,
+            node: &settings.node,
+        })
+        .await
+        .map_err(|error| error.to_string())?;
+    let records: Vec<ForecastRecord> = fitted
+        .forecast
+        .iter()
+        .map(|point| ForecastRecord {
+            store,
+            product: settings.product.clone(),
+            date: point.date,
+            yhat: point.yhat,
+            lower: point.lower,
+            upper: point.upper,
+            model_version: version,
+        })
+        .collect();
+    database
+        .write_forecasts(&records)
+        .await
+        .map_err(|error| error.to_string())?;
+    Ok(TrainedVersion {
+        version,
+        metrics: fitted.metrics,
+        trained_from: fitted.trained_from,
+        trained_to: fitted.trained_to,
+        forecast: fitted.forecast,
+    })
+}
+
+/// CPU part of a training: CV, final fit, forecast of the planned days after the data.
+struct Fitted {
+    encoded: Vec<u8>,
+    metrics: Metrics,
+    trained_from: NaiveDate,
+    trained_to: NaiveDate,
+    forecast: Vec<ForecastPoint>,
+}
+
+fn fit_and_forecast(
+    rows: &[crate::dataset::SalesRow],
+    profile: &Profile,
+    horizon_days: u32,
+    seed: u64,
+) -> Result<Fitted, String> {
+    let series = Series::from_rows(rows).map_err(|error| error.to_string())?;
+    let trained = train(&series, profile, SPLITS).map_err(|error| error.to_string())?;
+    let forecast = forecast_after(&series, &trained.model, horizon_days, seed)
+        .map_err(|error| error.to_string())?;
+    let (trained_from, trained_to) = trained.model.trained_span();
+    Ok(Fitted {
+        encoded: trained.model.stored().encode(),
+        metrics: trained.metrics,
+        trained_from,
+        trained_to,
+        forecast,
+    })
+}
+
+/// Forecasts the `days` calendar days after the series' end, on planned days.
+pub fn forecast_after(
+    series: &Series,
+    model: &FittedModel,
+    days: u32,
+    seed: u64,
+) -> Result<Vec<ForecastPoint>, crate::forecast::model::ModelError> {
+    let dates = days_after(series, days);
+    let calendar = series.extended(&plan(series, &dates))?;
+    model.forecast(&calendar, &dates, seed)
+}
+
+/// Restores the model of a registry entry.
+pub fn restore(params: &[u8]) -> Result<FittedModel, crate::forecast::model::ModelError> {
+    FittedModel::restore(StoredModel::decode(params)?)
+}
+
+/// This machine's name, recorded with the versions it trains.
+pub fn node_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "local".to_string())
+}
