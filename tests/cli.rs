@@ -299,7 +299,7 @@ async fn snapshot(database: &Database) -> Vec<storecast::dataset::SalesRow> {
 }
 
 #[test]
-fn demo_generates_loads_and_summarises() {
+fn demo_generates_loads_trains_and_forecasts() {
     let dir = tempfile::tempdir().unwrap();
     let output = run(storecast(dir.path()).args(["demo", "--stores", "12", "--days", "200"]));
     assert!(output.status.success(), "{}", stderr(&output));
@@ -309,9 +309,33 @@ fn demo_generates_loads_and_summarises() {
         "{text}"
     );
     assert!(text.contains("sqlite:storecast.db"), "{text}");
+    assert!(
+        text.contains("4. trained   12 of 12 series with profile default"),
+        "{text}"
+    );
+    assert!(text.contains("5. forecasts next 7 days"), "{text}");
     assert!(text.contains("... and 2 more"), "{text}");
     assert!(dir.path().join("storecast.db").is_file());
-    // Running it again replaces, not doubles.
+    let first_store = |text: &str| -> Vec<String> {
+        let line = text
+            .lines()
+            .find(|line| line.trim_start().starts_with("1 "))
+            .unwrap()
+            .to_string();
+        line.split_whitespace().map(str::to_string).collect()
+    };
+    let first = first_store(&text);
+    assert_eq!(first[1], "1", "version 1 on the first run: {text}");
+    assert_eq!(
+        first.len(),
+        3 + 7,
+        "store, version, MAPE and 7 days: {first:?}"
+    );
+
+    // Running it again replaces the data and registers version 2 with the same forecast.
     let again = run(storecast(dir.path()).args(["demo", "--stores", "12", "--days", "200"]));
-    assert_eq!(stdout(&again), text);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let second = first_store(&stdout(&again));
+    assert_eq!(second[1], "2");
+    assert_eq!(second[2..], first[2..]);
 }

@@ -1,11 +1,13 @@
 //! `storecast demo`: the whole system on its embedded defaults, in one command.
 //!
 //! Steps: take data (generated, or a Rossmann file given with `--data`); load it into the
-//! configured database (a SQLite file by default) as `storecast load` does; read it back and
-//! print what each store looks like. Later capabilities (training, forecasts, the web page)
-//! join this command as they are built.
+//! configured database (a SQLite file by default) as `storecast load` does; train every
+//! series (cross-validation, final fit, registry) and print next week's forecasts. Later
+//! capabilities (the cluster, streaming ingest, the web page) join this command as they are
+//! built.
 
 use std::path::PathBuf;
+use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::Args;
@@ -14,9 +16,9 @@ use super::dataset::describe_sales;
 use super::load::{load_rows, read_sales_blocking, yesterday};
 use super::thousands;
 use crate::config::{Config, redact_url};
-use crate::dataset::SalesRow;
 use crate::dataset::synth::{SynthOptions, generate};
 use crate::store::Database;
+use crate::training::train_stores;
 
 /// Stores listed one by one in the summary; the rest are counted.
 const STORES_SHOWN: usize = 10;
@@ -76,43 +78,78 @@ pub async fn run(args: DemoArgs, config: &Config) -> anyhow::Result<()> {
         config.load.months,
     );
 
-    println!("4. stores\n");
-    println!("   store  days  open  mean sales/open day  last 7 days");
     let stores: Vec<u32> = {
         let mut stores: Vec<u32> = report.window.rows.iter().map(|row| row.store).collect();
         stores.dedup();
         stores
     };
-    for &store in stores.iter().take(STORES_SHOWN) {
-        let series = database.series_sales(store, product).await?;
-        println!("   {}", store_line(store, &series));
+    let settings = super::train::settings(config)?;
+    let started = Instant::now();
+    let outcomes = train_stores(&database, &stores, &settings, |_| {}).await;
+    let trained: Vec<_> = outcomes
+        .iter()
+        .filter_map(|outcome| {
+            outcome
+                .result
+                .as_ref()
+                .ok()
+                .map(|version| (outcome.store, version))
+        })
+        .collect();
+    println!(
+        "4. trained   {} of {} series with profile {} (5-split CV + final fit) in {:.2} s",
+        trained.len(),
+        stores.len(),
+        settings.profile_name,
+        started.elapsed().as_secs_f64()
+    );
+    for outcome in &outcomes {
+        if let Err(error) = &outcome.result {
+            println!("             store {}: {error}", outcome.store);
+        }
     }
-    if stores.len() > STORES_SHOWN {
-        println!("   ... and {} more", stores.len() - STORES_SHOWN);
+
+    println!(
+        "5. forecasts next {} days, written to forecast_results\n",
+        settings.horizon_days
+    );
+    let dates: Vec<String> = trained
+        .first()
+        .map(|(_, version)| {
+            version
+                .forecast
+                .iter()
+                .map(|point| point.date.format("%a %d").to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    println!(
+        "   store  version  CV MAPE  {}",
+        dates
+            .iter()
+            .map(|date| format!("{date:>7}"))
+            .collect::<String>()
+    );
+    for (store, version) in trained.iter().take(STORES_SHOWN) {
+        let days: String = version
+            .forecast
+            .iter()
+            .map(|point| format!("{:>7.0}", point.yhat))
+            .collect();
+        println!(
+            "   {store:>5}  {:>7}  {:>6.1}%  {days}",
+            version.version,
+            100.0 * version.metrics.mape
+        );
+    }
+    if trained.len() > STORES_SHOWN {
+        println!("   ... and {} more", trained.len() - STORES_SHOWN);
     }
     println!(
-        "\nthe data is in {}; `storecast load FILE` loads a Kaggle file the same way",
-        redact_url(&config.database.url)
+        "\nthe data and models are in {}; try `storecast forecast --store {}` or `storecast train --all`",
+        redact_url(&config.database.url),
+        stores.first().copied().unwrap_or(1)
     );
     database.close().await;
     Ok(())
-}
-
-/// One summary line for a store's series (oldest first).
-fn store_line(store: u32, series: &[SalesRow]) -> String {
-    let open: Vec<&SalesRow> = series.iter().filter(|row| row.open).collect();
-    let mean = open.iter().map(|row| f64::from(row.sales)).sum::<f64>() / open.len().max(1) as f64;
-    let last_week: u64 = series
-        .iter()
-        .rev()
-        .take(7)
-        .map(|row| u64::from(row.sales))
-        .sum();
-    format!(
-        "{store:>5}  {:>4}  {:>4}  {:>19}  {:>11}",
-        series.len(),
-        open.len(),
-        thousands(mean.round() as u64),
-        thousands(last_week)
-    )
 }
