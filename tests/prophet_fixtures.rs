@@ -2,11 +2,7 @@
 //! from Prophet's compiled Stan model (`tests/fixtures/prophet/*.json`, made by
 //! `bench/python/make_fixtures.py` with Python Prophet 1.5.0 and CmdStan 2.37).
 
-use std::path::PathBuf;
-
-use augurs_prophet::optimizer::{Data, InitialParams, OptimizeOpts};
-use augurs_prophet::{PositiveFloat, TrendIndicator};
-use serde_json::Value;
+use augurs_prophet::optimizer::OptimizeOpts;
 use storecast::forecast::optimizer::NativeOptimizer;
 use storecast::forecast::optimizer::lbfgs::{LbfgsOptions, Objective, minimize_observed};
 use storecast::forecast::optimizer::objective::ProphetObjective;
@@ -19,71 +15,10 @@ const CASES: [&str; 5] = [
     "multiplicative_weekly",
 ];
 
-fn fixture(case: &str) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("tests/fixtures/prophet/{case}.json"));
-    serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture file"))
-        .expect("fixture JSON")
-}
+#[path = "prophet_fixtures/shared.rs"]
+mod shared;
 
-fn floats(value: &Value) -> Vec<f64> {
-    value
-        .as_array()
-        .expect("array")
-        .iter()
-        .map(|item| item.as_f64().expect("number"))
-        .collect()
-}
-
-fn positive(value: f64) -> PositiveFloat {
-    PositiveFloat::try_new(value).expect("positive")
-}
-
-fn data(fixture: &Value) -> Data {
-    let data = &fixture["data"];
-    let integer = |key: &str| data[key].as_i64().expect("integer") as i32;
-    let flags = |key: &str| {
-        data[key]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_i64().unwrap() as i32)
-            .collect()
-    };
-    Data {
-        T: integer("T"),
-        y: floats(&data["y"]),
-        t: floats(&data["t"]),
-        cap: floats(&data["cap"]),
-        S: integer("S"),
-        t_change: floats(&data["t_change"]),
-        trend_indicator: match integer("trend_indicator") {
-            0 => TrendIndicator::Linear,
-            1 => TrendIndicator::Logistic,
-            _ => TrendIndicator::Flat,
-        },
-        K: integer("K"),
-        s_a: flags("s_a"),
-        s_m: flags("s_m"),
-        X: data["X"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(floats)
-            .collect(),
-        sigmas: floats(&data["sigmas"]).into_iter().map(positive).collect(),
-        tau: positive(data["tau"].as_f64().unwrap()),
-    }
-}
-
-/// A fixture point as an unconstrained vector: k, m, delta, log sigma, beta.
-fn unconstrained(point: &Value) -> Vec<f64> {
-    let mut x = vec![point["k"].as_f64().unwrap(), point["m"].as_f64().unwrap()];
-    x.extend(floats(&point["delta"]));
-    x.push(point["sigma_obs"].as_f64().unwrap().ln());
-    x.extend(floats(&point["beta"]));
-    x
-}
+use shared::{data, fixture, floats, init, unconstrained};
 
 struct Adapter(ProphetObjective);
 
@@ -197,19 +132,7 @@ fn native_optimizer_lands_where_stan_lands() {
     ] {
         let fixture = fixture(case);
         let data = data(&fixture);
-        let init = fixture["points"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["label"] == "init")
-            .unwrap();
-        let init = InitialParams {
-            k: init["k"].as_f64().unwrap(),
-            m: init["m"].as_f64().unwrap(),
-            delta: floats(&init["delta"]),
-            beta: floats(&init["beta"]),
-            sigma_obs: positive(init["sigma_obs"].as_f64().unwrap()),
-        };
+        let init = init(&fixture);
         let (params, minimum) = NativeOptimizer::default()
             .optimize_with_report(&init, &data, &OptimizeOpts::default())
             .unwrap();

@@ -133,6 +133,37 @@ def future_frame(last_ds: pd.Timestamp) -> pd.DataFrame:
     return pd.DataFrame({"ds": [last_ds + pd.Timedelta(days=d) for d in range(1, HORIZON + 1)]})
 
 
+def cpu_snapshot() -> tuple[float, float, float]:
+    """(wall s, CPU s used by the whole machine, CPU s used by this process and its reaped
+    children: the cmdstan runs and the pool workers). Linux /proc/stat; the difference of two
+    snapshots shows how much CPU other programs took while the benchmark ran."""
+    machine = math.nan
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()[1:]
+        ticks = [int(x) for x in fields]
+        # user nice system idle iowait irq softirq steal ...: busy = all but idle and iowait.
+        busy = sum(ticks[:8]) - ticks[3] - ticks[4]
+        machine = busy / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        pass
+    t = os.times()
+    own = t.user + t.system + t.children_user + t.children_system
+    return time.perf_counter(), machine, own
+
+
+def cpu_report(start: tuple[float, float, float], end: tuple[float, float, float]) -> dict:
+    wall = end[0] - start[0]
+    machine = end[1] - start[1]
+    own = end[2] - start[2]
+    return {
+        "wall_seconds": wall,
+        "own_cpu_seconds": own,
+        "other_cpu_seconds": machine - own,
+        "other_cpu_share": (machine - own) / (wall * (os.cpu_count() or 1)) if wall > 0 else None,
+    }
+
+
 def algorithm_for(rows: int) -> str:
     """What Prophet 1.5's CmdStanPy backend asks Stan for (models.py: T < 100 -> Newton)."""
     return "Newton" if rows < 100 else "LBFGS"
@@ -288,12 +319,17 @@ def main() -> int:
 
     handler = quiet_logging()
     handler.counts.clear()
+    snap = cpu_snapshot()
     timed = run_timed(series, configs, out)
+    timed_cpu = cpu_report(snap, cpu_snapshot())
     timed_warnings = dict(handler.counts)
 
     cv = None
+    cv_cpu = None
     if not args.skip_cv:
+        snap = cpu_snapshot()
         cv = run_cv(series)
+        cv_cpu = cpu_report(snap, cpu_snapshot())
 
     summary = {
         "side": "python",
@@ -315,6 +351,9 @@ def main() -> int:
         "warnings_timed": timed_warnings,
         "warnings_cv": None if cv is None else cv["warnings"],
         "timed_seconds": timed["timed_seconds"],
+        # CPU taken by other programs while each part ran (a busy machine skews timings).
+        "cpu_timed": timed_cpu,
+        "cpu_cv": cv_cpu,
         "run_seconds": time.perf_counter() - run_started,
         "versions": {
             "python": sys.version.split()[0],
@@ -334,13 +373,24 @@ def main() -> int:
     def short_key(k: str) -> str:
         return k if len(k) <= 100 else k[:97] + "..."
 
-    print(f"timed fits+predicts: {timed['timed_seconds']:.1f} s", flush=True)
+    def busy_note(cpu: dict) -> str:
+        share = cpu["other_cpu_share"]
+        if share is None or math.isnan(share):
+            return ""
+        note = f"; other programs used {share:.0%} of the machine's CPU meanwhile"
+        if share > 0.05:
+            note += " (timings skewed: re-run on an idle machine)"
+        return note
+
+    print(f"timed fits+predicts: {timed['timed_seconds']:.1f} s{busy_note(timed_cpu)}",
+          flush=True)
     for k, v in sorted(timed_warnings.items()):
         print(f"  warning x{v} (timed): {short_key(k)}")
     if cv is not None:
         print(f"cv total: {cv['total']:.1f} s with {CV_WORKERS} workers; "
               f"fits by algorithm {cv['algorithms']}; metrics mean "
-              + ", ".join(f"{k} {v:.4g}" for k, v in cv["means"].items()), flush=True)
+              + ", ".join(f"{k} {v:.4g}" for k, v in cv["means"].items())
+              + busy_note(cv_cpu), flush=True)
         for k, v in sorted(cv["warnings"].items()):
             print(f"  warning x{v} (cv): {short_key(k)}")
     print(f"python side done in {summary['run_seconds']:.1f} s; wrote {out}", flush=True)
