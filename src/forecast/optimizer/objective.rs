@@ -166,6 +166,27 @@ impl ProphetObjective {
         }
     }
 
+    /// The model's fitted values `mu` (scaled, as `y`) at unconstrained parameters `params`.
+    pub fn fitted_values(&self, params: &[f64]) -> Vec<f64> {
+        let changepoints = self.t_change.len();
+        let columns = self.columns();
+        let beta = &params[3 + changepoints..];
+        let trend = self.trend(params[0], params[1], &params[2..2 + changepoints]);
+        self.x
+            .chunks_exact(columns.max(1))
+            .zip(&trend)
+            .map(|(row, trend_value)| {
+                let mut additive = 0.0;
+                let mut multiplicative = 0.0;
+                for (j, value) in row.iter().enumerate().take(columns) {
+                    additive += value * self.additive[j] * beta[j];
+                    multiplicative += value * self.multiplicative[j] * beta[j];
+                }
+                additive + trend_value * (1.0 + multiplicative)
+            })
+            .collect()
+    }
+
     /// The objective at `params`, writing its gradient into `gradient`.
     /// Returns `None` when the value or gradient is not finite (Stan's evaluation failure).
     pub fn value_and_gradient(&mut self, params: &[f64], gradient: &mut [f64]) -> Option<f64> {
