@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`cli`]: the `storecast` command line, one file per subcommand;
+//! - [`cluster`]: placement of series on nodes (pure), and later membership;
 //! - [`config`]: layered configuration (defaults < file < `STORECAST_*` env < flags);
 //! - [`dataset`]: Kaggle's Rossmann files, the loader's window, the synthetic generator;
 //! - [`forecast`]: the forecast engine (Prophet fits with a native optimizer), a pure library;
@@ -15,6 +16,7 @@
 //! `dataset`'s types; `config` knows `forecast`'s profiles.
 
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod dataset;
 pub mod forecast;
