@@ -160,7 +160,7 @@ fn main() {
     };
     let json_number = |value: Option<f64>| value.map_or("null".to_string(), |v| format!("{v:?}"));
     let summary = format!(
-        "{{\"side\": \"rust\", \"stores\": {}, \"cv_total_seconds\": {}, \"cv_workers\": {CV_WORKERS}, \"cv_metrics_mean\": {}}}\n",
+        "{{\"side\": \"rust\", \"prophet_version\": \"augurs-prophet 0.10.3 + storecast native L-BFGS\", \"stores\": {}, \"cv_total_seconds\": {}, \"cv_workers\": {CV_WORKERS}, \"cv_metrics_mean\": {}}}\n",
         stores.len(),
         json_number(cv_seconds),
         cv_metrics.map_or("null".to_string(), |m: Metrics| format!(

@@ -17,8 +17,9 @@ from pathlib import Path
 SIDES = ("python", "rust")
 FORECAST_COLUMNS = ["store", "config", "date", "yhat", "yhat_lower", "yhat_upper"]
 TIMING_COLUMNS = ["store", "config", "fit_ms", "predict_ms"]
-SUMMARY_KEYS = ["side", "prophet_version", "stores", "cv_total_seconds", "cv_workers",
-                "cv_metrics_mean"]
+# Keys the report's numbers need (missing -> error) and descriptive keys (missing -> noted).
+SUMMARY_KEYS = ["stores", "cv_total_seconds", "cv_workers", "cv_metrics_mean"]
+SUMMARY_INFO_KEYS = ["side", "prophet_version"]
 METRICS = ("rmse", "mape", "mae", "median_ae")
 AGREEMENT_THRESHOLD = 0.01
 
@@ -96,7 +97,8 @@ def load_side(directory: Path, side: str) -> dict:
     missing_keys = [k for k in SUMMARY_KEYS if k not in summary]
     if missing_keys:
         raise InputError(f"{path}: missing key(s) {', '.join(missing_keys)}")
-    return {"forecasts": forecasts, "timings": timings, "summary": summary}
+    notes = [f"`{path.name}` has no `{k}`" for k in SUMMARY_INFO_KEYS if k not in summary]
+    return {"forecasts": forecasts, "timings": timings, "summary": summary, "notes": notes}
 
 
 def ms(x: float) -> str:
@@ -137,12 +139,16 @@ def report(directory: Path) -> str:
     ps, rsum = py["summary"], rs["summary"]
     out("# Prophet: Python vs Rust")
     out("")
-    out(f"Results in `{directory}`. Python: prophet {ps.get('prophet_version')}, "
-        f"{ps.get('stores')} stores; Rust: {rsum.get('prophet_version')}, "
+    out(f"Results in `{directory}`. Python: prophet {ps.get('prophet_version', '-')}, "
+        f"{ps.get('stores')} stores; Rust: {rsum.get('prophet_version', '-')}, "
         f"{rsum.get('stores')} stores. Each series is the last 120 open days (Sales > 0) of "
         f"a Rossmann store; fits and predictions are sequential in one process; the 7-day "
         f"predict draws 1,000 uncertainty samples.")
     out("")
+    notes = py["notes"] + rs["notes"]
+    if notes:
+        out("Incomplete summaries: " + "; ".join(notes) + ".")
+        out("")
 
     # --- timings -------------------------------------------------------------------------
     out("## Fit and predict time per store")
