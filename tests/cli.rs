@@ -2,23 +2,13 @@
 
 mod support;
 
+use support::storecast;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
 use storecast::dataset::rossmann;
 use storecast::store::Database;
-
-/// The binary with a clean environment: no `STORECAST_*` from the caller leaks in.
-fn storecast(dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_storecast"));
-    command.current_dir(dir);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("STORECAST_") {
-            command.env_remove(name);
-        }
-    }
-    command
-}
 
 fn run(command: &mut Command) -> Output {
     command.output().expect("run storecast")

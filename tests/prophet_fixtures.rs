@@ -18,7 +18,7 @@ const CASES: [&str; 5] = [
 #[path = "prophet_fixtures/shared.rs"]
 mod shared;
 
-use shared::{data, fixture, floats, init, unconstrained};
+use shared::{data, fixture, floats, init, point, unconstrained};
 
 struct Adapter(ProphetObjective);
 
@@ -78,12 +78,7 @@ fn lbfgs_retraces_stans_run_step_by_step() {
         let fixture = fixture(case);
         let stan = &fixture["stan_optimize"];
         let stan_trajectory = floats(&stan["lp_trajectory"]);
-        let init = fixture["points"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["label"] == "init")
-            .unwrap();
+        let init = point(&fixture, "init");
         let mut objective = Adapter(ProphetObjective::new(&data(&fixture)).unwrap());
         let mut trajectory = Vec::new();
         let minimum = minimize_observed(

@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::process::Command;
+use support::storecast;
 
 use chrono::NaiveDate;
 use storecast::dataset::rossmann::write_sales;
@@ -144,17 +144,6 @@ async fn training_registers_versions_and_batch_forecasts(database: Database) {
 }
 
 on_both_backends!(training_registers_versions_and_batch_forecasts);
-
-fn storecast(dir: &std::path::Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_storecast"));
-    command.current_dir(dir);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("STORECAST_") {
-            command.env_remove(name);
-        }
-    }
-    command
-}
 
 #[test]
 fn train_forecast_and_backtest_commands() {

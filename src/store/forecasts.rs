@@ -40,6 +40,13 @@ struct Row {
 /// Rows per INSERT statement: 8 parameters each.
 const ROWS_PER_INSERT: usize = 1000;
 
+const INSERT: &str = "INSERT INTO forecast_results (store, product, forecast_date, forecast_sale, \
+     lower_ci, upper_ci, model_version, created_at) ";
+/// Same SQL on both backends: a rewrite of a version's day replaces it.
+const ON_CONFLICT: &str = " ON CONFLICT (store, product, forecast_date, model_version) DO UPDATE SET \
+     forecast_sale = excluded.forecast_sale, lower_ci = excluded.lower_ci, \
+     upper_ci = excluded.upper_ci, created_at = excluded.created_at";
+
 impl Database {
     /// Writes forecasts; a row for the same series, day and model version is replaced.
     pub async fn write_forecasts(&self, records: &[ForecastRecord]) -> Result<u64, StoreError> {
@@ -50,10 +57,7 @@ impl Database {
             Database::Postgres(pool) => {
                 let mut tx = pool.begin().await.map_err(StoreError::query(doing))?;
                 for chunk in records.chunks(ROWS_PER_INSERT) {
-                    let mut insert: QueryBuilder<Postgres> = QueryBuilder::new(
-                        "INSERT INTO forecast_results (store, product, forecast_date, forecast_sale, \
-                         lower_ci, upper_ci, model_version, created_at) ",
-                    );
+                    let mut insert: QueryBuilder<Postgres> = QueryBuilder::new(INSERT);
                     insert.push_values(chunk, |mut values, record| {
                         values
                             .push_bind(i64::from(record.store) as i32)
@@ -65,11 +69,7 @@ impl Database {
                             .push_bind(record.model_version)
                             .push_bind(now);
                     });
-                    insert.push(
-                        " ON CONFLICT (store, product, forecast_date, model_version) DO UPDATE SET \
-                         forecast_sale = EXCLUDED.forecast_sale, lower_ci = EXCLUDED.lower_ci, \
-                         upper_ci = EXCLUDED.upper_ci, created_at = EXCLUDED.created_at",
-                    );
+                    insert.push(ON_CONFLICT);
                     written += insert
                         .build()
                         .execute(&mut *tx)
@@ -82,10 +82,7 @@ impl Database {
             Database::Sqlite(pool) => {
                 let mut tx = pool.begin().await.map_err(StoreError::query(doing))?;
                 for chunk in records.chunks(ROWS_PER_INSERT) {
-                    let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
-                        "INSERT INTO forecast_results (store, product, forecast_date, forecast_sale, \
-                         lower_ci, upper_ci, model_version, created_at) ",
-                    );
+                    let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(INSERT);
                     insert.push_values(chunk, |mut values, record| {
                         values
                             .push_bind(i64::from(record.store))
@@ -97,11 +94,7 @@ impl Database {
                             .push_bind(record.model_version)
                             .push_bind(now);
                     });
-                    insert.push(
-                        " ON CONFLICT (store, product, forecast_date, model_version) DO UPDATE SET \
-                         forecast_sale = excluded.forecast_sale, lower_ci = excluded.lower_ci, \
-                         upper_ci = excluded.upper_ci, created_at = excluded.created_at",
-                    );
+                    insert.push(ON_CONFLICT);
                     written += insert
                         .build()
                         .execute(&mut *tx)

@@ -73,14 +73,19 @@ pub fn unconstrained(point: &Value) -> Vec<f64> {
     x
 }
 
-/// The fixture's `init` point (Prophet's initial parameters).
-pub fn init(fixture: &Value) -> InitialParams {
-    let init = fixture["points"]
+/// The fixture's parameter point called `label`.
+pub fn point<'a>(fixture: &'a Value, label: &str) -> &'a Value {
+    fixture["points"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|p| p["label"] == "init")
-        .unwrap();
+        .find(|point| point["label"] == label)
+        .unwrap_or_else(|| panic!("fixture has no point {label}"))
+}
+
+/// The fixture's `init` point (Prophet's initial parameters).
+pub fn init(fixture: &Value) -> InitialParams {
+    let init = point(fixture, "init");
     InitialParams {
         k: init["k"].as_f64().unwrap(),
         m: init["m"].as_f64().unwrap(),

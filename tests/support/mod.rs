@@ -3,7 +3,8 @@
 
 pub mod postgres;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use storecast::config::DatabaseConfig;
 use storecast::store::Database;
@@ -27,6 +28,18 @@ pub fn rossmann_dir(test: &str) -> Option<PathBuf> {
     }
     eprintln!("SKIPPED {test}: no Rossmann data in {}", dir.display());
     None
+}
+
+/// The `storecast` binary, run in `dir`, with no `STORECAST_*` variable of the caller leaking in.
+pub fn storecast(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_storecast"));
+    command.current_dir(dir);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("STORECAST_") {
+            command.env_remove(name);
+        }
+    }
+    command
 }
 
 pub fn database_config(url: &str) -> DatabaseConfig {
