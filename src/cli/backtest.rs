@@ -17,6 +17,7 @@ use super::progress::ProgressLine;
 use super::thousands;
 use crate::config::{Config, Override};
 use crate::forecast::backtest::{BacktestRow, backtest_series, rmspe};
+use crate::forecast::model::ModelError;
 use crate::forecast::profile::Profile;
 use crate::forecast::series::Series;
 
@@ -158,7 +159,11 @@ fn run_pool(
         for _ in 0..workers.max(1) {
             scope.spawn(|| {
                 while let Some((store, one)) = series.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let outcome = backtest_series(one, *store, profile, origins, horizon, seed);
+                    // A panic deep in a fit costs this store, not the whole backtest.
+                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        backtest_series(one, *store, profile, origins, horizon, seed)
+                    }))
+                    .unwrap_or_else(|_| Err(ModelError::Prophet("the fit panicked".to_string())));
                     let Ok(mut shared) = shared.lock() else {
                         return;
                     };
