@@ -35,6 +35,7 @@ pub struct Config {
     pub load: LoadConfig,
     pub log: LogConfig,
     pub train: TrainConfig,
+    pub cluster: ClusterConfig,
     /// Model profiles by name.
     pub profiles: BTreeMap<String, Profile>,
 }
@@ -81,6 +82,22 @@ impl TrainConfig {
             workers => workers as usize,
         }
     }
+}
+
+/// `[cluster]`: how this node joins the others.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    pub name: String,
+    pub listen: String,
+    pub advertise: String,
+    pub seeds: Vec<String>,
+    pub cookie: String,
+    pub roles: Vec<String>,
+    pub heartbeat_ms: u64,
+    pub failure_timeout_ms: u64,
+    pub reconnect_min_ms: u64,
+    pub reconnect_max_ms: u64,
 }
 
 /// Why a configuration could not be built. Every variant names the key or file at fault.
@@ -242,6 +259,14 @@ impl Config {
             ));
         }
         self.profile(&self.train.profile)?;
+        if self.cluster.heartbeat_ms == 0
+            || self.cluster.failure_timeout_ms <= self.cluster.heartbeat_ms
+        {
+            return Err(ConfigError::Invalid(
+                "cluster.failure_timeout_ms must be larger than cluster.heartbeat_ms (> 0)"
+                    .to_string(),
+            ));
+        }
         for (name, profile) in &self.profiles {
             profile
                 .validate()
@@ -264,6 +289,9 @@ impl Config {
     pub fn to_display_toml(&self) -> String {
         let mut shown = self.clone();
         shown.database.url = redact_url(&self.database.url);
+        if !shown.cluster.cookie.is_empty() {
+            shown.cluster.cookie = "***".to_string();
+        }
         // Serialising plain structs of strings and numbers cannot fail.
         toml::to_string_pretty(&shown).unwrap_or_else(|error| format!("# cannot print: {error}"))
     }

@@ -1,6 +1,7 @@
 //! storecast: retail sales forecasting as one binary forming one cluster.
 //!
 //! # Layout
+//! - [`actors`]: the node's actors (supervisor, membership), one file each;
 //! - [`cli`]: the `storecast` command line, one file per subcommand;
 //! - [`cluster`]: placement of series on nodes (pure), and later membership;
 //! - [`config`]: layered configuration (defaults < file < `STORECAST_*` env < flags);
@@ -15,6 +16,7 @@
 //! `store` knows the row and metric types of `dataset` and `forecast`; `forecast` knows only
 //! `dataset`'s types; `config` knows `forecast`'s profiles.
 
+pub mod actors;
 pub mod cli;
 pub mod cluster;
 pub mod config;

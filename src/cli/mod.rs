@@ -11,6 +11,7 @@ pub mod dataset;
 pub mod demo;
 pub mod forecast;
 pub mod load;
+pub mod node;
 pub mod progress;
 pub mod train;
 
@@ -48,6 +49,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Runs one cluster node: joins the others through the seed list, keeps a live member
+    /// view with a failure detector, and leaves cleanly on Ctrl-C or SIGTERM.
+    Node(node::NodeArgs),
     /// Runs storecast on its embedded defaults: synthetic (or given) data into a SQLite file,
     /// then a summary of what is there.
     Demo(demo::DemoArgs),
@@ -75,6 +79,7 @@ impl Command {
         match self {
             Command::Load(args) => args.config_overrides(),
             Command::Train(args) => args.config_overrides(),
+            Command::Node(args) => args.config_overrides(),
             Command::Forecast(args) => args.config_overrides(),
             Command::Backtest(args) => args.config_overrides(),
             Command::Demo(_) | Command::Dataset(_) | Command::Config => Vec::new(),
@@ -120,6 +125,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Demo(args) => demo::run(args, &config).await,
             Command::Load(args) => load::run(args, &config).await,
             Command::Train(args) => train::run(args, &config).await,
+            Command::Node(args) => node::run(args, &config).await,
             Command::Forecast(args) => forecast::run(args, &config).await,
             Command::Backtest(args) => backtest::run(args, &config).await,
             Command::Dataset(command) => dataset::run(command).await,

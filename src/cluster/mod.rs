@@ -1,9 +1,10 @@
 //! The cluster: how nodes find each other and which node owns what.
 //!
+//! - [`member`]: who a node is (name, address, roles) and the live member view;
 //! - [`placement`]: the owner of every series among the live model hosts, a pure function
 //!   of the member view (bounded-load rendezvous hashing).
 //!
-//! Membership, the failure detector and the scheduler lease join this module with the
-//! `storecast node` command (issue 4).
+//! The actors that keep the view live are in `crate::actors::membership`.
 
+pub mod member;
 pub mod placement;

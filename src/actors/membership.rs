@@ -1,0 +1,310 @@
+//! Membership: which nodes are in the cluster right now.
+//!
+//! ractor_cluster gives connections, authentication and process groups; it does not notice a
+//! peer that stops answering (crashed host, SIGSTOP, partition) and it never dials back a
+//! peer that went away. This actor adds both. Steps, every heartbeat:
+//! 1. ping the membership actor of every connected node (they all join one process group);
+//!    a peer that answers is up, with the name, address and roles it reports;
+//! 2. a peer silent for `failure_timeout` is declared down and its session closed, so the
+//!    others see it leave;
+//! 3. dial every seed and every departed peer that is not connected, with exponential
+//!    backoff per address, so a restarted or healed node rejoins by itself;
+//! 4. log the view whenever it changes. `GetView` answers the current view.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent, pg};
+use ractor_cluster::{NodeServerMessage, RactorClusterMessage};
+
+use crate::cluster::member::{MemberInfo, MemberView};
+
+/// The process group every node's membership actor joins.
+pub const GROUP: &str = "storecast.membership";
+
+/// The membership actor.
+pub struct Membership;
+
+/// How the membership actor is started.
+pub struct MembershipArguments {
+    pub me: MemberInfo,
+    pub node_server: ActorRef<NodeServerMessage>,
+    pub seeds: Vec<String>,
+    pub heartbeat: Duration,
+    pub failure_timeout: Duration,
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+}
+
+/// Messages of the membership actor; `Ping` and `GetView` cross the network.
+#[derive(RactorClusterMessage)]
+pub enum MembershipMessage {
+    /// A peer's heartbeat: it says who it is, the answer says who we are.
+    #[rpc]
+    Ping(MemberInfo, RpcReplyPort<MemberInfo>),
+    /// Timer: heartbeat, failure check, dialling.
+    Tick,
+    /// A peer (by actor id, as text) answered our heartbeat.
+    Answered(String, MemberInfo),
+    /// The live members.
+    #[rpc]
+    GetView(RpcReplyPort<MemberView>),
+}
+
+/// What is known about one connected peer.
+struct Peer {
+    info: Option<MemberInfo>,
+    last_seen: Instant,
+    up: bool,
+}
+
+/// Backoff of one address we dial.
+struct Dial {
+    next_attempt: Instant,
+    delay: Duration,
+}
+
+pub struct MembershipState {
+    arguments: MembershipArguments,
+    /// Connected peers by membership actor id.
+    peers: HashMap<String, Peer>,
+    /// Addresses of every peer ever seen: dialled again when they go away.
+    known_addresses: BTreeMap<String, String>,
+    dials: HashMap<String, Dial>,
+    last_view: MemberView,
+}
+
+impl MembershipState {
+    fn view(&self) -> MemberView {
+        let mut members: Vec<MemberInfo> = self
+            .peers
+            .values()
+            .filter(|peer| peer.up)
+            .filter_map(|peer| peer.info.clone())
+            .collect();
+        members.push(self.arguments.me.clone());
+        members.sort();
+        members.dedup_by(|a, b| a.name == b.name);
+        MemberView { members }
+    }
+
+    fn connected_addresses(&self) -> Vec<String> {
+        self.peers
+            .values()
+            .filter(|peer| peer.up)
+            .filter_map(|peer| peer.info.as_ref().map(|info| info.advertise.clone()))
+            .collect()
+    }
+}
+
+impl Actor for Membership {
+    type Msg = MembershipMessage;
+    type State = MembershipState;
+    type Arguments = MembershipArguments;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        arguments: MembershipArguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        pg::join(GROUP.to_string(), vec![myself.get_cell()]);
+        pg::monitor(GROUP.to_string(), myself.get_cell());
+        myself.send_interval(arguments.heartbeat, || MembershipMessage::Tick);
+        let _ = myself.cast(MembershipMessage::Tick);
+        tracing::info!(node = %arguments.me.name, "membership started");
+        Ok(MembershipState {
+            arguments,
+            peers: HashMap::new(),
+            known_addresses: BTreeMap::new(),
+            dials: HashMap::new(),
+            last_view: MemberView::default(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            MembershipMessage::Ping(_peer, reply) => {
+                let _ = reply.send(state.arguments.me.clone());
+            }
+            MembershipMessage::Answered(id, info) => {
+                if info.name.is_empty() || info.name == state.arguments.me.name {
+                    return Ok(());
+                }
+                if let Some(peer) = state.peers.get_mut(&id) {
+                    if !peer.up {
+                        tracing::info!(member = %info.name, address = %info.advertise, "member up");
+                    }
+                    peer.up = true;
+                    peer.last_seen = Instant::now();
+                    state
+                        .known_addresses
+                        .insert(info.name.clone(), info.advertise.clone());
+                    state.dials.remove(&info.advertise);
+                    peer.info = Some(info);
+                }
+            }
+            MembershipMessage::Tick => {
+                heartbeat(&myself, state);
+                detect_failures(state).await;
+                dial(state).await;
+            }
+            MembershipMessage::GetView(reply) => {
+                let _ = reply.send(state.view());
+            }
+        }
+        log_view_change(state);
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let SupervisionEvent::ProcessGroupChanged(change) = event {
+            let mine = myself.get_id();
+            match change {
+                pg::GroupChangeMessage::Join(_, _, actors) => {
+                    for actor in actors.into_iter().filter(|actor| actor.get_id() != mine) {
+                        state
+                            .peers
+                            .entry(actor.get_id().to_string())
+                            .or_insert(Peer {
+                                info: None,
+                                last_seen: Instant::now(),
+                                up: false,
+                            });
+                        // Ask at once who it is, rather than at the next heartbeat.
+                        ping(&myself, actor.into(), state);
+                    }
+                }
+                pg::GroupChangeMessage::Leave(_, _, actors) => {
+                    for actor in actors {
+                        if let Some(peer) = state.peers.remove(&actor.get_id().to_string())
+                            && let Some(info) = peer.info.filter(|_| peer.up)
+                        {
+                            tracing::info!(member = %info.name, "member left");
+                        }
+                    }
+                }
+            }
+            log_view_change(state);
+        }
+        Ok(())
+    }
+}
+
+/// Pings every connected peer; answers come back as `Answered`.
+fn heartbeat(myself: &ActorRef<MembershipMessage>, state: &MembershipState) {
+    for cell in pg::get_members(&GROUP.to_string()) {
+        if cell.get_id() != myself.get_id() {
+            ping(myself, cell.into(), state);
+        }
+    }
+}
+
+/// Pings one peer in the background; its answer comes back as `Answered`.
+fn ping(
+    myself: &ActorRef<MembershipMessage>,
+    peer: ActorRef<MembershipMessage>,
+    state: &MembershipState,
+) {
+    let timeout = state.arguments.failure_timeout.as_millis() as u64;
+    let (myself, me) = (myself.clone(), state.arguments.me.clone());
+    tokio::spawn(async move {
+        let id = peer.get_id().to_string();
+        if let Ok(info) = ractor::call_t!(peer, MembershipMessage::Ping, timeout, me) {
+            let _ = myself.cast(MembershipMessage::Answered(id, info));
+        }
+    });
+}
+
+/// Declares silent peers down and closes their sessions.
+async fn detect_failures(state: &mut MembershipState) {
+    let timeout = state.arguments.failure_timeout;
+    let silent: Vec<String> = state
+        .peers
+        .iter()
+        .filter(|(_, peer)| peer.last_seen.elapsed() > timeout)
+        .map(|(id, _)| id.clone())
+        .collect();
+    for id in silent {
+        let Some(peer) = state.peers.remove(&id) else {
+            continue;
+        };
+        let session_name = close_session(&state.arguments.node_server, &id).await;
+        // A peer that went silent before its first answer is named by its session.
+        let name = peer
+            .info
+            .as_ref()
+            .map(|info| info.name.clone())
+            .or(session_name)
+            .unwrap_or_else(|| format!("unknown ({id})"));
+        tracing::warn!(member = %name, silent_ms = peer.last_seen.elapsed().as_millis() as u64, "member down: no heartbeat answer");
+    }
+}
+
+/// Stops the ractor_cluster session of the node hosting actor `id`; returns the node's
+/// name as its session knows it.
+async fn close_session(node_server: &ActorRef<NodeServerMessage>, id: &str) -> Option<String> {
+    let sessions = ractor::call_t!(node_server, NodeServerMessage::GetSessions, 1_000).ok()?;
+    let mut name = None;
+    for session in sessions.values() {
+        let node_prefix = format!("{}.", session.node_id);
+        if id.starts_with(&node_prefix) {
+            session
+                .actor
+                .stop(Some("failure detector: peer silent".to_string()));
+            // Session names read `name@host`.
+            name = session
+                .peer_name
+                .as_ref()
+                .map(|peer| peer.name.split('@').next().unwrap_or_default().to_string());
+        }
+    }
+    name
+}
+
+/// Dials seeds and departed peers that are not connected, with per-address backoff.
+async fn dial(state: &mut MembershipState) {
+    let connected = state.connected_addresses();
+    let me = state.arguments.me.advertise.clone();
+    let mut targets: Vec<String> = state.arguments.seeds.clone();
+    targets.extend(state.known_addresses.values().cloned());
+    targets.sort();
+    targets.dedup();
+    let now = Instant::now();
+    for address in targets
+        .into_iter()
+        .filter(|address| *address != me && !connected.contains(address))
+    {
+        let (min, max) = (state.arguments.reconnect_min, state.arguments.reconnect_max);
+        let entry = state.dials.entry(address.clone()).or_insert(Dial {
+            next_attempt: now,
+            delay: min,
+        });
+        if entry.next_attempt > now {
+            continue;
+        }
+        entry.next_attempt = now + entry.delay;
+        entry.delay = (entry.delay * 2).min(max);
+        match ractor_cluster::client_connect(&state.arguments.node_server, address.as_str()).await {
+            Ok(()) => tracing::debug!(%address, "dialled"),
+            Err(error) => tracing::debug!(%address, %error, "cannot reach"),
+        }
+    }
+}
+
+fn log_view_change(state: &mut MembershipState) {
+    let view = state.view();
+    if view != state.last_view {
+        tracing::info!("cluster view: {view}");
+        state.last_view = view;
+    }
+}

@@ -1,0 +1,154 @@
+//! `storecast node`: one cluster node. It listens for the other nodes, joins them through
+//! any seed that answers (and the peers of that seed), keeps a live member view with a
+//! failure detector, and leaves cleanly on Ctrl-C or SIGTERM.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use clap::Args;
+use ractor::Actor;
+
+use crate::actors::node::{NodeSettings, NodeSupervisor};
+use crate::cluster::member::{MemberInfo, Role};
+use crate::config::{ClusterConfig, Config, Override};
+
+/// Cookie used on loopback when none is configured: nodes on one machine only.
+const DEVELOPMENT_COOKIE: &str = "storecast-development";
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// Address to listen on for other nodes, host:port [key: cluster.listen].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: Option<String>,
+    /// Address other nodes dial to reach this one [key: cluster.advertise].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub advertise: Option<String>,
+    /// Seed nodes, comma-separated host:port [key: cluster.seeds].
+    #[arg(long, value_name = "A,B,..")]
+    pub seeds: Option<String>,
+    /// Roles: ingest,scheduler,models,forecast,gateway [key: cluster.roles].
+    #[arg(long, value_name = "ROLE,..")]
+    pub roles: Option<String>,
+    /// This node's name, unique in the cluster [key: cluster.name].
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+}
+
+impl NodeArgs {
+    pub fn config_overrides(&self) -> Vec<Override> {
+        [
+            ("cluster.listen", &self.listen),
+            ("cluster.advertise", &self.advertise),
+            ("cluster.seeds", &self.seeds),
+            ("cluster.roles", &self.roles),
+            ("cluster.name", &self.name),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| value.as_ref().map(|value| Override::new(key, value)))
+        .collect()
+    }
+}
+
+pub async fn run(_args: NodeArgs, config: &Config) -> anyhow::Result<()> {
+    let settings = node_settings(&config.cluster)?;
+    let name = settings.me.name.clone();
+    let (node, mut handle) = Actor::spawn(None, NodeSupervisor, settings)
+        .await
+        .context("cannot start the node")?;
+    tokio::select! {
+        _ = shutdown_signal() => {
+            tracing::info!(node = %name, "stopping: leaving the cluster");
+            node.stop(Some("shutdown requested".to_string()));
+            let _ = handle.await;
+            tracing::info!(node = %name, "stopped");
+            Ok(())
+        }
+        ended = &mut handle => {
+            ended.context("the node stopped unexpectedly")?;
+            anyhow::bail!("the node stopped: see the log above")
+        }
+    }
+}
+
+/// Resolves the cluster configuration into what the node supervisor needs.
+pub fn node_settings(cluster: &ClusterConfig) -> anyhow::Result<NodeSettings> {
+    let listen: SocketAddr = cluster
+        .listen
+        .to_socket_addrs()
+        .with_context(|| {
+            format!(
+                "cluster.listen `{}` is not a host:port address",
+                cluster.listen
+            )
+        })?
+        .next()
+        .with_context(|| format!("cluster.listen `{}` resolves to no address", cluster.listen))?;
+    let cookie = match (cluster.cookie.is_empty(), listen.ip().is_loopback()) {
+        (false, _) => cluster.cookie.clone(),
+        (true, true) => DEVELOPMENT_COOKIE.to_string(),
+        (true, false) => anyhow::bail!(
+            "refusing to listen on {listen} without a cluster cookie: set cluster.cookie (or STORECAST_CLUSTER_COOKIE)"
+        ),
+    };
+    let advertise = if cluster.advertise.is_empty() {
+        listen.to_string()
+    } else {
+        cluster.advertise.clone()
+    };
+    let name = if cluster.name.is_empty() {
+        format!("{}-{}", crate::training::node_name(), listen.port())
+    } else {
+        cluster.name.clone()
+    };
+    let roles = cluster
+        .roles
+        .iter()
+        .map(|role| Role::parse(role))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| anyhow::anyhow!("cluster.roles: {error}"))?;
+    let incarnation = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64);
+    Ok(NodeSettings {
+        me: MemberInfo {
+            name,
+            advertise,
+            roles,
+            incarnation,
+        },
+        listen,
+        cookie,
+        seeds: cluster.seeds.clone(),
+        heartbeat: Duration::from_millis(cluster.heartbeat_ms),
+        failure_timeout: Duration::from_millis(cluster.failure_timeout_ms),
+        reconnect_min: Duration::from_millis(cluster.reconnect_min_ms),
+        reconnect_max: Duration::from_millis(
+            cluster.reconnect_max_ms.max(cluster.reconnect_min_ms),
+        ),
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

@@ -1,0 +1,162 @@
+//! Who a node is, as the others see it, and the live member view built from heartbeats.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// What a node does for the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Ingest,
+    Scheduler,
+    Models,
+    Forecast,
+    Gateway,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [
+        Role::Ingest,
+        Role::Scheduler,
+        Role::Models,
+        Role::Forecast,
+        Role::Gateway,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Ingest => "ingest",
+            Role::Scheduler => "scheduler",
+            Role::Models => "models",
+            Role::Forecast => "forecast",
+            Role::Gateway => "gateway",
+        }
+    }
+
+    /// Parses a role name; the error names the role and the known ones.
+    pub fn parse(name: &str) -> Result<Role, String> {
+        Role::ALL
+            .into_iter()
+            .find(|role| role.name() == name.trim())
+            .ok_or_else(|| {
+                format!(
+                    "unknown role `{name}` (known: ingest, scheduler, models, forecast, gateway)"
+                )
+            })
+    }
+}
+
+/// A node as it introduces itself in heartbeats.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct MemberInfo {
+    /// Unique name in the cluster.
+    pub name: String,
+    /// host:port other nodes dial.
+    pub advertise: String,
+    pub roles: Vec<Role>,
+    /// When this incarnation of the node started (ms since the epoch): a restarted node is
+    /// the same member with a newer incarnation.
+    pub incarnation: u64,
+}
+
+impl MemberInfo {
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+}
+
+impl ractor::BytesConvertable for MemberInfo {
+    fn into_bytes(self) -> Vec<u8> {
+        bincode::serde::encode_to_vec(&self, bincode::config::standard()).unwrap_or_default()
+    }
+
+    fn from_bytes(bytes: Vec<u8>) -> Self {
+        // `from_bytes` cannot fail in ractor; an undecodable peer shows up as an empty name,
+        // which the membership actor ignores.
+        bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
+            .map(|(info, _)| info)
+            .unwrap_or_else(|_| MemberInfo {
+                name: String::new(),
+                advertise: String::new(),
+                roles: Vec::new(),
+                incarnation: 0,
+            })
+    }
+}
+
+/// The live members, this node included, sorted by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberView {
+    pub members: Vec<MemberInfo>,
+}
+
+impl MemberView {
+    pub fn names(&self) -> Vec<&str> {
+        self.members
+            .iter()
+            .map(|member| member.name.as_str())
+            .collect()
+    }
+
+    /// Live members that have `role`, by name.
+    pub fn with_role(&self, role: Role) -> Vec<&MemberInfo> {
+        self.members
+            .iter()
+            .filter(|member| member.has_role(role))
+            .collect()
+    }
+}
+
+impl ractor::BytesConvertable for MemberView {
+    fn into_bytes(self) -> Vec<u8> {
+        bincode::serde::encode_to_vec(&self, bincode::config::standard()).unwrap_or_default()
+    }
+
+    fn from_bytes(bytes: Vec<u8>) -> Self {
+        bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
+            .map(|(view, _)| view)
+            .unwrap_or_default()
+    }
+}
+
+impl fmt::Display for MemberView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} members [{}]",
+            self.members.len(),
+            self.names().join(", ")
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ractor::BytesConvertable;
+
+    use super::*;
+
+    #[test]
+    fn roles_parse_by_name() {
+        assert_eq!(Role::parse("models"), Ok(Role::Models));
+        assert!(Role::parse("cooking").unwrap_err().contains("`cooking`"));
+    }
+
+    #[test]
+    fn member_info_crosses_the_wire() {
+        let info = MemberInfo {
+            name: "a".to_string(),
+            advertise: "127.0.0.1:7400".to_string(),
+            roles: vec![Role::Models, Role::Gateway],
+            incarnation: 42,
+        };
+        assert_eq!(MemberInfo::from_bytes(info.clone().into_bytes()), info);
+        assert_eq!(MemberInfo::from_bytes(vec![0xff, 0xff]).name, "");
+        let view = MemberView {
+            members: vec![info],
+        };
+        assert_eq!(view.to_string(), "1 members [a]");
+        assert_eq!(MemberView::from_bytes(view.clone().into_bytes()), view);
+    }
+}
