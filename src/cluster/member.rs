@@ -47,8 +47,8 @@ impl Role {
     }
 }
 
-/// A node as it introduces itself in heartbeats.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+/// A node as it introduces itself in heartbeats (`Default`: an undecodable payload, ignored).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct MemberInfo {
     /// Unique name in the cluster.
     pub name: String,
@@ -63,25 +63,6 @@ pub struct MemberInfo {
 impl MemberInfo {
     pub fn has_role(&self, role: Role) -> bool {
         self.roles.contains(&role)
-    }
-}
-
-impl ractor::BytesConvertable for MemberInfo {
-    fn into_bytes(self) -> Vec<u8> {
-        bincode::serde::encode_to_vec(&self, bincode::config::standard()).unwrap_or_default()
-    }
-
-    fn from_bytes(bytes: Vec<u8>) -> Self {
-        // `from_bytes` cannot fail in ractor; an undecodable peer shows up as an empty name,
-        // which the membership actor ignores.
-        bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
-            .map(|(info, _)| info)
-            .unwrap_or_else(|_| MemberInfo {
-                name: String::new(),
-                advertise: String::new(),
-                roles: Vec::new(),
-                incarnation: 0,
-            })
     }
 }
 
@@ -108,17 +89,7 @@ impl MemberView {
     }
 }
 
-impl ractor::BytesConvertable for MemberView {
-    fn into_bytes(self) -> Vec<u8> {
-        bincode::serde::encode_to_vec(&self, bincode::config::standard()).unwrap_or_default()
-    }
-
-    fn from_bytes(bytes: Vec<u8>) -> Self {
-        bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
-            .map(|(view, _)| view)
-            .unwrap_or_default()
-    }
-}
+crate::bincode_message_payload!(MemberInfo, MemberView);
 
 impl fmt::Display for MemberView {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

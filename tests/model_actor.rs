@@ -1,0 +1,138 @@
+//! The model actor of one series: trainings are single-flight, forecasts come from the
+//! registered version without refitting, and a restarted actor picks up the latest version.
+
+mod support;
+
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use ractor::{Actor, ActorRef};
+use storecast::actors::model::{
+    ForecastRequest, ModelActor, ModelArguments, ModelMessage, TrainRequest,
+};
+use storecast::cluster::placement::SeriesKey;
+use storecast::dataset::synth::{SynthOptions, generate};
+use storecast::forecast::profile::{Feature, Profile};
+use storecast::store::Database;
+use storecast::training::TrainSettings;
+
+fn settings() -> Arc<TrainSettings> {
+    Arc::new(TrainSettings {
+        product: "product_A".to_string(),
+        profile_name: "weekly".to_string(),
+        profile: Profile {
+            yearly_order: 0,
+            features: vec![Feature::Promo],
+            ..Profile::reference()
+        },
+        horizon_days: 7,
+        seed: 42,
+        workers: 2,
+        node: "node-under-test".to_string(),
+    })
+}
+
+async fn start(database: &Database) -> ActorRef<ModelMessage> {
+    let (actor, _) = Actor::spawn(
+        None,
+        ModelActor,
+        ModelArguments {
+            key: SeriesKey::new(2, "product_A"),
+            database: database.clone(),
+            settings: settings(),
+        },
+    )
+    .await
+    .expect("start the model actor");
+    actor
+}
+
+fn request() -> TrainRequest {
+    TrainRequest {
+        traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_string(),
+    }
+}
+
+async fn trainings_are_single_flight_and_forecasts_need_no_refit(database: Database) {
+    let data = generate(&SynthOptions {
+        stores: 2,
+        days: 300,
+        seed: 4,
+        ..SynthOptions::default()
+    })
+    .unwrap();
+    database
+        .replace_sales("product_A", &data.sales)
+        .await
+        .unwrap();
+    let actor = start(&database).await;
+
+    let forecast = ractor::call_t!(
+        actor,
+        ModelMessage::Forecast,
+        10_000,
+        ForecastRequest {
+            days: 7,
+            traceparent: String::new()
+        }
+    )
+    .unwrap();
+    assert!(
+        forecast.error.unwrap().contains("no trained model"),
+        "before any training"
+    );
+
+    // Three requests while one training runs: one training, one version, three answers.
+    let train = || {
+        let actor = actor.clone();
+        async move { ractor::call_t!(actor, ModelMessage::Train, 60_000, request()) }
+    };
+    let (first, second, third) = tokio::join!(train(), train(), train());
+    let (first, second, third) = (first.unwrap(), second.unwrap(), third.unwrap());
+    assert_eq!(first.error, None);
+    assert_eq!(first.version.as_ref().unwrap().version, 1);
+    assert_eq!(first, second);
+    assert_eq!(first, third);
+    assert_eq!(
+        database
+            .model_version_numbers(2, "product_A")
+            .await
+            .unwrap(),
+        vec![1]
+    );
+
+    // The forecast comes from the registered version and matches the batch written by training.
+    let forecast = ractor::call_t!(
+        actor,
+        ModelMessage::Forecast,
+        10_000,
+        ForecastRequest {
+            days: 7,
+            traceparent: String::new()
+        }
+    )
+    .unwrap();
+    assert_eq!(forecast.error, None);
+    assert_eq!(forecast.version.unwrap().version, 1);
+    let batch = database.latest_forecast(2, "product_A").await.unwrap();
+    assert_eq!(forecast.points.len(), 7);
+    assert_eq!(
+        forecast.points[0].date,
+        NaiveDate::from_ymd_opt(2015, 8, 1).unwrap()
+    );
+    for (point, row) in forecast.points.iter().zip(&batch) {
+        assert!((point.yhat - row.record.yhat).abs() <= 1e-9 * point.yhat.abs().max(1.0));
+    }
+
+    // A new actor for the series (as after a move to another node) loads the latest version.
+    let second_train = ractor::call_t!(actor, ModelMessage::Train, 60_000, request()).unwrap();
+    assert_eq!(second_train.version.unwrap().version, 2);
+    actor.stop(None);
+    let moved = start(&database).await;
+    let info = ractor::call_t!(moved, ModelMessage::Info, 10_000, request()).unwrap();
+    assert_eq!(info.version, 2);
+    assert_eq!(info.profile, "weekly");
+    moved.stop(None);
+}
+
+on_both_backends!(trainings_are_single_flight_and_forecasts_need_no_refit);
