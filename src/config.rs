@@ -526,7 +526,10 @@ mod tests {
         );
         assert_eq!(config.database.max_connections, 4, "env beats file");
         assert_eq!(config.load.months, 9, "flag beats env");
-        assert_eq!(config.log.level, "info", "untouched keys keep defaults");
+        assert_eq!(
+            config.log.level, "info,ractor=warn,ractor_cluster=warn",
+            "untouched keys keep defaults"
+        );
     }
 
     #[test]

@@ -141,9 +141,12 @@ impl Actor for Membership {
                     }
                     peer.up = true;
                     peer.last_seen = Instant::now();
-                    state
-                        .known_addresses
-                        .insert(info.name.clone(), info.advertise.clone());
+                    // Clients (no roles) come and go; only nodes are dialled again.
+                    if !info.roles.is_empty() {
+                        state
+                            .known_addresses
+                            .insert(info.name.clone(), info.advertise.clone());
+                    }
                     state.dials.remove(&info.advertise);
                     peer.info = Some(info);
                 }

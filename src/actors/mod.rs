@@ -2,11 +2,13 @@
 //!
 //! - [`node`]: the node supervisor: the cluster transport and the role actors below it;
 //! - [`membership`]: heartbeats, the failure detector, reconnection, the live member view;
-//! - [`model`]: one actor per series: train (single flight), forecast, info.
+//! - [`model`]: one actor per series: train (single flight), forecast, info;
+//! - [`model_host`]: the model actors of the series placed on this node, and routing to them.
 //!
-//! The other role actors (model host, ingest, scheduler, forecaster, gateway) join as their
-//! issues are built.
+//! The other role actors (ingest, scheduler, forecaster, gateway) join as their issues are
+//! built.
 
 pub mod membership;
 pub mod model;
+pub mod model_host;
 pub mod node;

@@ -10,8 +10,16 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RactorErr, SupervisionEvent};
 use ractor_cluster::node::NodeConnectionMode;
 use ractor_cluster::{NodeServer, NodeServerMessage, RactorMessage};
 
+use std::sync::Arc;
+
 use super::membership::{Membership, MembershipArguments, MembershipMessage};
-use crate::cluster::member::{MemberInfo, MemberView};
+use super::model_host::{
+    ModelHost, ModelHostArguments, ModelHostMessage, SeriesRequest, placement,
+};
+use crate::cluster::member::{MemberInfo, MemberView, Role};
+use crate::cluster::placement::SeriesKey;
+use crate::store::Database;
+use crate::training::TrainSettings;
 
 /// Everything a node needs to start.
 #[derive(Debug, Clone)]
@@ -24,7 +32,19 @@ pub struct NodeSettings {
     pub failure_timeout: Duration,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
+    /// What the `models` role needs; `None` on nodes without it.
+    pub models: Option<ModelsSettings>,
 }
+
+/// The database and training settings of a node with the `models` role.
+#[derive(Debug, Clone)]
+pub struct ModelsSettings {
+    pub database: Database,
+    pub train: Arc<TrainSettings>,
+}
+
+/// How often a model host checks that it still owns the series it runs.
+const REBALANCE_EVERY: Duration = Duration::from_secs(1);
 
 /// The node supervisor.
 pub struct NodeSupervisor;
@@ -33,11 +53,15 @@ pub struct NodeSupervisor;
 pub enum NodeMessage {
     /// The live member view, from the membership actor.
     View(ractor::RpcReplyPort<MemberView>),
+    /// Timer: stop the model actors of series that moved to another node.
+    Rebalance,
 }
 
 pub struct NodeState {
+    me: MemberInfo,
     membership: ActorRef<MembershipMessage>,
     node_server: ActorRef<NodeServerMessage>,
+    model_host: Option<(ActorRef<ModelHostMessage>, ModelsSettings)>,
 }
 
 impl Actor for NodeSupervisor {
@@ -80,10 +104,30 @@ impl Actor for NodeSupervisor {
             myself.get_cell(),
         )
         .await?;
+        let model_host = match (&settings.models, settings.me.has_role(Role::Models)) {
+            (Some(models), true) => {
+                let (host, _) = Actor::spawn_linked(
+                    None,
+                    ModelHost,
+                    ModelHostArguments {
+                        node: settings.me.name.clone(),
+                        database: models.database.clone(),
+                        settings: Arc::clone(&models.train),
+                    },
+                    myself.get_cell(),
+                )
+                .await?;
+                myself.send_interval(REBALANCE_EVERY, || NodeMessage::Rebalance);
+                Some((host, models.clone()))
+            }
+            _ => None,
+        };
         tracing::info!(node = %settings.me.name, listen = %settings.listen, advertise = %settings.me.advertise, "node started");
         Ok(NodeState {
+            me: settings.me,
             membership,
             node_server,
+            model_host,
         })
     }
 
@@ -98,6 +142,11 @@ impl Actor for NodeSupervisor {
                 let view = ractor::call_t!(state.membership, MembershipMessage::GetView, 2_000)
                     .map_err(|error: RactorErr<MembershipMessage>| error.to_string())?;
                 let _ = reply.send(view);
+            }
+            NodeMessage::Rebalance => {
+                if let Some((host, models)) = &state.model_host {
+                    release_moved_series(&state.me, &state.membership, host, models).await;
+                }
             }
         }
         Ok(())
@@ -140,5 +189,49 @@ impl Actor for NodeSupervisor {
             _ => {}
         }
         Ok(())
+    }
+}
+
+/// Stops the model actors of series that placement now gives to another node.
+async fn release_moved_series(
+    me: &MemberInfo,
+    membership: &ActorRef<MembershipMessage>,
+    host: &ActorRef<ModelHostMessage>,
+    models: &ModelsSettings,
+) {
+    let Ok(view) = ractor::call_t!(membership, MembershipMessage::GetView, 1_000) else {
+        return;
+    };
+    let request = SeriesRequest::default();
+    let Ok(hosted) = ractor::call_t!(host, ModelHostMessage::Hosted, 1_000, request) else {
+        return;
+    };
+    if hosted.series.is_empty() {
+        return;
+    }
+    let product = &models.train.product;
+    let Ok(stores) = models.database.stores_with_sales(product).await else {
+        return;
+    };
+    let keys: Vec<SeriesKey> = stores
+        .into_iter()
+        .map(|store| SeriesKey::new(store, product.clone()))
+        .collect();
+    let placement = placement(&view, &keys);
+    let moved: Vec<u32> = hosted
+        .series
+        .iter()
+        .filter(|(store, series_product)| {
+            placement.owner(&SeriesKey::new(*store, series_product.clone()))
+                != Some(me.name.as_str())
+        })
+        .map(|(store, _)| *store)
+        .collect();
+    if !moved.is_empty() {
+        tracing::info!(
+            count = moved.len(),
+            "releasing series that moved to other nodes"
+        );
+        let _ = host.cast(ModelHostMessage::Release(moved, product.clone()));
     }
 }

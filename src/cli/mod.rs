@@ -6,6 +6,7 @@
 //! stderr and exit code 1 (clap's usage errors exit with 2).
 
 pub mod backtest;
+pub mod cluster;
 pub mod config;
 pub mod dataset;
 pub mod demo;
@@ -52,6 +53,9 @@ pub enum Command {
     /// Runs one cluster node: joins the others through the seed list, keeps a live member
     /// view with a failure detector, and leaves cleanly on Ctrl-C or SIGTERM.
     Node(node::NodeArgs),
+    /// Talks to a running cluster: member status, retrain or forecast a store on its owner.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// Runs storecast on its embedded defaults: synthetic (or given) data into a SQLite file,
     /// then a summary of what is there.
     Demo(demo::DemoArgs),
@@ -80,6 +84,7 @@ impl Command {
             Command::Load(args) => args.config_overrides(),
             Command::Train(args) => args.config_overrides(),
             Command::Node(args) => args.config_overrides(),
+            Command::Cluster(command) => command.config_overrides(),
             Command::Forecast(args) => args.config_overrides(),
             Command::Backtest(args) => args.config_overrides(),
             Command::Demo(_) | Command::Dataset(_) | Command::Config => Vec::new(),
@@ -126,6 +131,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Load(args) => load::run(args, &config).await,
             Command::Train(args) => train::run(args, &config).await,
             Command::Node(args) => node::run(args, &config).await,
+            Command::Cluster(command) => cluster::run(command, &config).await,
             Command::Forecast(args) => forecast::run(args, &config).await,
             Command::Backtest(args) => backtest::run(args, &config).await,
             Command::Dataset(command) => dataset::run(command).await,

@@ -9,9 +9,12 @@ use anyhow::Context as _;
 use clap::Args;
 use ractor::Actor;
 
-use crate::actors::node::{NodeSettings, NodeSupervisor};
+use std::sync::Arc;
+
+use crate::actors::node::{ModelsSettings, NodeSettings, NodeSupervisor};
 use crate::cluster::member::{MemberInfo, Role};
 use crate::config::{ClusterConfig, Config, Override};
+use crate::store::Database;
 
 /// Cookie used on loopback when none is configured: nodes on one machine only.
 const DEVELOPMENT_COOKIE: &str = "storecast-development";
@@ -51,7 +54,16 @@ impl NodeArgs {
 }
 
 pub async fn run(_args: NodeArgs, config: &Config) -> anyhow::Result<()> {
-    let settings = node_settings(&config.cluster)?;
+    let mut settings = node_settings(&config.cluster)?;
+    if settings.me.has_role(Role::Models) {
+        let database = Database::connect(&config.database).await?;
+        let mut train = super::train::settings(config)?;
+        train.node = settings.me.name.clone();
+        settings.models = Some(ModelsSettings {
+            database,
+            train: Arc::new(train),
+        });
+    }
     let name = settings.me.name.clone();
     let (node, mut handle) = Actor::spawn(None, NodeSupervisor, settings)
         .await
@@ -126,6 +138,7 @@ pub fn node_settings(cluster: &ClusterConfig) -> anyhow::Result<NodeSettings> {
         reconnect_max: Duration::from_millis(
             cluster.reconnect_max_ms.max(cluster.reconnect_min_ms),
         ),
+        models: None,
     })
 }
 

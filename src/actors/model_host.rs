@@ -1,0 +1,257 @@
+//! The model host: one per node with the `models` role. It owns the model actors of the
+//! series placed on this node, starting each on its first message (it then loads the latest
+//! version from the registry; nothing is retrained) and stopping those whose series moved
+//! elsewhere when the member view changes.
+//!
+//! Requests name a series; the host forwards them to its model actor from a task, so a long
+//! training never blocks the host. Hosts join the process group `storecast.model_host.<node>`,
+//! which is how other nodes find the host of a series' owner.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, pg};
+use ractor_cluster::RactorClusterMessage;
+use serde::{Deserialize, Serialize};
+
+use super::model::{
+    ForecastReply, ForecastRequest, ModelActor, ModelArguments, ModelMessage, TrainReply,
+    TrainRequest, VersionInfo,
+};
+use crate::bincode_message_payload;
+use crate::cluster::member::{MemberView, Role};
+use crate::cluster::placement::{DEFAULT_LOAD_FACTOR, Placement, SeriesKey};
+use crate::store::Database;
+use crate::training::TrainSettings;
+
+/// The process group of the model host on `node`.
+pub fn group(node: &str) -> String {
+    format!("storecast.model_host.{node}")
+}
+
+/// A request about one series.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SeriesRequest {
+    pub store: u32,
+    pub product: String,
+    /// Days to forecast (forecast requests only).
+    pub days: u32,
+    pub traceparent: String,
+}
+
+/// The series a host runs actors for.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Hosted {
+    pub node: String,
+    pub series: Vec<(u32, String)>,
+}
+
+bincode_message_payload!(SeriesRequest, Hosted);
+
+#[derive(RactorClusterMessage)]
+pub enum ModelHostMessage {
+    #[rpc]
+    Train(SeriesRequest, RpcReplyPort<TrainReply>),
+    #[rpc]
+    Forecast(SeriesRequest, RpcReplyPort<ForecastReply>),
+    #[rpc]
+    Info(SeriesRequest, RpcReplyPort<VersionInfo>),
+    #[rpc]
+    Hosted(SeriesRequest, RpcReplyPort<Hosted>),
+    /// Stop the actors of series this node no longer owns (sent by the node on view changes).
+    Release(Vec<u32>, String),
+}
+
+pub struct ModelHost;
+
+pub struct ModelHostArguments {
+    pub node: String,
+    pub database: Database,
+    pub settings: Arc<TrainSettings>,
+}
+
+pub struct ModelHostState {
+    node: String,
+    database: Database,
+    settings: Arc<TrainSettings>,
+    actors: HashMap<SeriesKey, ActorRef<ModelMessage>>,
+}
+
+/// Longest a forwarded request may take: a training of a long series included.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(600);
+
+impl Actor for ModelHost {
+    type Msg = ModelHostMessage;
+    type State = ModelHostState;
+    type Arguments = ModelHostArguments;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        arguments: ModelHostArguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        pg::join(group(&arguments.node), vec![myself.get_cell()]);
+        Ok(ModelHostState {
+            node: arguments.node,
+            database: arguments.database,
+            settings: arguments.settings,
+            actors: HashMap::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            ModelHostMessage::Train(request, reply) => {
+                let actor = actor_for(&myself, state, &request).await?;
+                let train = TrainRequest {
+                    traceparent: request.traceparent,
+                };
+                tokio::spawn(async move {
+                    let answer = actor
+                        .call(
+                            |port| ModelMessage::Train(train, port),
+                            Some(FORWARD_TIMEOUT),
+                        )
+                        .await;
+                    let reply_value = match answer {
+                        Ok(ractor::rpc::CallResult::Success(value)) => value,
+                        other => TrainReply {
+                            version: None,
+                            error: Some(format!("model actor did not answer: {other:?}")),
+                        },
+                    };
+                    let _ = reply.send(reply_value);
+                });
+            }
+            ModelHostMessage::Forecast(request, reply) => {
+                let actor = actor_for(&myself, state, &request).await?;
+                let forecast = ForecastRequest {
+                    days: request.days,
+                    traceparent: request.traceparent,
+                };
+                tokio::spawn(async move {
+                    let answer = actor
+                        .call(
+                            |port| ModelMessage::Forecast(forecast, port),
+                            Some(FORWARD_TIMEOUT),
+                        )
+                        .await;
+                    let reply_value = match answer {
+                        Ok(ractor::rpc::CallResult::Success(value)) => value,
+                        other => ForecastReply {
+                            version: None,
+                            points: Vec::new(),
+                            error: Some(format!("model actor did not answer: {other:?}")),
+                        },
+                    };
+                    let _ = reply.send(reply_value);
+                });
+            }
+            ModelHostMessage::Info(request, reply) => {
+                let actor = actor_for(&myself, state, &request).await?;
+                let info = TrainRequest {
+                    traceparent: request.traceparent,
+                };
+                tokio::spawn(async move {
+                    if let Ok(ractor::rpc::CallResult::Success(value)) = actor
+                        .call(|port| ModelMessage::Info(info, port), Some(FORWARD_TIMEOUT))
+                        .await
+                    {
+                        let _ = reply.send(value);
+                    }
+                });
+            }
+            ModelHostMessage::Hosted(_, reply) => {
+                let mut series: Vec<(u32, String)> = state
+                    .actors
+                    .keys()
+                    .map(|key| (key.store, key.product.clone()))
+                    .collect();
+                series.sort();
+                let _ = reply.send(Hosted {
+                    node: state.node.clone(),
+                    series,
+                });
+            }
+            ModelHostMessage::Release(stores, product) => {
+                for store in stores {
+                    if let Some(actor) =
+                        state.actors.remove(&SeriesKey::new(store, product.clone()))
+                    {
+                        actor.stop(Some("series moved to another node".to_string()));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        event: ractor::SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // A model actor that fails is forgotten; the next message for its series starts a
+        // fresh one from the registry.
+        if let ractor::SupervisionEvent::ActorFailed(who, error) = event {
+            state
+                .actors
+                .retain(|_, actor| actor.get_id() != who.get_id());
+            tracing::warn!(actor = %who.get_id(), %error, "model actor failed; it restarts on its next message");
+        }
+        Ok(())
+    }
+}
+
+/// The actor of the request's series, started (and loaded from the registry) if needed.
+async fn actor_for(
+    myself: &ActorRef<ModelHostMessage>,
+    state: &mut ModelHostState,
+    request: &SeriesRequest,
+) -> Result<ActorRef<ModelMessage>, ActorProcessingErr> {
+    let key = SeriesKey::new(request.store, request.product.clone());
+    if let Some(actor) = state.actors.get(&key) {
+        return Ok(actor.clone());
+    }
+    let (actor, _) = Actor::spawn_linked(
+        None,
+        ModelActor,
+        ModelArguments {
+            key: key.clone(),
+            database: state.database.clone(),
+            settings: Arc::clone(&state.settings),
+        },
+        myself.get_cell(),
+    )
+    .await?;
+    tracing::debug!(store = key.store, product = %key.product, node = %state.node, "model actor activated");
+    state.actors.insert(key, actor.clone());
+    Ok(actor)
+}
+
+/// Placement of `keys` over the view's members with the `models` role.
+pub fn placement(view: &MemberView, keys: &[SeriesKey]) -> Placement {
+    let hosts: Vec<String> = view
+        .with_role(Role::Models)
+        .into_iter()
+        .map(|member| member.name.clone())
+        .collect();
+    Placement::compute(keys, &hosts, DEFAULT_LOAD_FACTOR)
+}
+
+/// The owner of `key` and its model host, if that host is in the process groups.
+pub fn owner_host(
+    placement: &Placement,
+    key: &SeriesKey,
+) -> Option<(String, ActorRef<ModelHostMessage>)> {
+    let owner = placement.owner(key)?.to_string();
+    let host = pg::get_members(&group(&owner)).into_iter().next()?;
+    Some((owner, host.into()))
+}

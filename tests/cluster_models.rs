@@ -1,0 +1,242 @@
+//! Model actors across real node processes and a real PostgreSQL: a retrain sent from outside
+//! reaches the actor on the owner node and registers a version there; when the owner is
+//! killed, its series answer forecasts from a survivor, from the registry, without retraining.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Output, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+use storecast::cluster::placement::{DEFAULT_LOAD_FACTOR, Placement, SeriesKey};
+use storecast::dataset::synth::{SynthOptions, generate};
+use storecast::store::Database;
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+struct Node {
+    name: String,
+    child: Child,
+    lines: Receiver<String>,
+}
+
+impl Node {
+    fn start(dir: &std::path::Path, url: &str, name: &str, address: &str, seeds: &[&str]) -> Node {
+        let mut child = support::storecast(dir)
+            .args([
+                "--database-url",
+                url,
+                "node",
+                "--name",
+                name,
+                "--listen",
+                address,
+                "--seeds",
+                &seeds.join(","),
+            ])
+            .args(common_settings())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start storecast node");
+        let stderr = child.stderr.take().expect("piped");
+        let (sender, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Node {
+            name: name.to_string(),
+            child,
+            lines,
+        }
+    }
+
+    fn wait_for(&self, needle: &str) {
+        let started = Instant::now();
+        let mut seen = Vec::new();
+        while started.elapsed() < PATIENCE {
+            match self.lines.recv_timeout(PATIENCE - started.elapsed()) {
+                Ok(line) if line.contains(needle) => return,
+                Ok(line) => seen.push(line),
+                Err(_) => break,
+            }
+        }
+        panic!(
+            "node {} never logged {needle:?}:\n{}",
+            self.name,
+            seen.join("\n")
+        );
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn common_settings() -> Vec<String> {
+    [
+        "cluster.heartbeat_ms=200",
+        "cluster.failure_timeout_ms=1500",
+        "train.profile=reference",
+    ]
+    .iter()
+    .flat_map(|setting| ["--set".to_string(), setting.to_string()])
+    .collect()
+}
+
+fn free_address() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string()
+}
+
+fn client(dir: &std::path::Path, url: &str, seed: &str, args: &[&str]) -> Output {
+    support::storecast(dir)
+        .args(["--database-url", url, "cluster"])
+        .args(args)
+        .args(["--seeds", seed])
+        .args(common_settings())
+        .output()
+        .expect("run storecast cluster")
+}
+
+#[tokio::test]
+async fn retrains_reach_the_owner_and_a_dead_owners_series_answer_from_a_survivor() {
+    let Some(url) = support::postgres::fresh_database("cluster_models") else {
+        return;
+    };
+    let database = Database::connect(&support::database_config(&url))
+        .await
+        .unwrap();
+    let data = generate(&SynthOptions {
+        stores: 12,
+        days: 300,
+        seed: 8,
+        ..SynthOptions::default()
+    })
+    .unwrap();
+    database
+        .replace_sales("product_A", &data.sales)
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let names = ["alpha", "bravo", "charlie"];
+    let addresses: Vec<String> = names.iter().map(|_| free_address()).collect();
+    let mut nodes: Vec<Option<Node>> = vec![
+        Some(Node::start(dir.path(), &url, names[0], &addresses[0], &[])),
+        Some(Node::start(
+            dir.path(),
+            &url,
+            names[1],
+            &addresses[1],
+            &[&addresses[0]],
+        )),
+        Some(Node::start(
+            dir.path(),
+            &url,
+            names[2],
+            &addresses[2],
+            &[&addresses[1]],
+        )),
+    ];
+    for node in nodes.iter().flatten() {
+        node.wait_for("cluster view: 3 members [alpha, bravo, charlie]");
+    }
+
+    // Every node computes the same owner; pick a store owned by a node other than the seed
+    // the client joins through.
+    let keys: Vec<SeriesKey> = (1..=12)
+        .map(|store| SeriesKey::new(store, "product_A"))
+        .collect();
+    let hosts: Vec<String> = names.iter().map(|name| name.to_string()).collect();
+    let placement = Placement::compute(&keys, &hosts, DEFAULT_LOAD_FACTOR);
+    let store = (1..=12)
+        .find(|store| placement.owner(&SeriesKey::new(*store, "product_A")) != Some("alpha"))
+        .unwrap();
+    let owner = placement
+        .owner(&SeriesKey::new(store, "product_A"))
+        .unwrap()
+        .to_string();
+
+    let store_arg = store.to_string();
+    let output = client(
+        dir.path(),
+        &url,
+        &addresses[0],
+        &["retrain", "--store", &store_arg],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("version 1 trained on node {owner}")),
+        "{stdout}"
+    );
+    let version = database
+        .latest_model_version(store, "product_A")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(version.node, owner, "the owner's model actor trained it");
+
+    // Kill the owner outright; its series answers from a survivor, loaded from the registry.
+    let owner_index = names.iter().position(|name| *name == owner).unwrap();
+    let killed = Instant::now();
+    if let Some(mut node) = nodes[owner_index].take() {
+        let _ = node.child.kill();
+        let _ = node.child.wait();
+    }
+    let survivor = addresses[(owner_index + 1) % 3].clone();
+    let output = client(
+        dir.path(),
+        &url,
+        &survivor,
+        &["forecast", "--store", &store_arg, "--days", "7"],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("version 1"), "{stdout}");
+    assert!(
+        !stdout.contains(&format!("forecast by node {owner}")),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|line| line.starts_with("2015-"))
+            .count(),
+        7,
+        "{stdout}"
+    );
+    assert!(
+        killed.elapsed() < Duration::from_secs(5),
+        "answered {:?} after the kill",
+        killed.elapsed()
+    );
+    assert_eq!(
+        database
+            .model_version_numbers(store, "product_A")
+            .await
+            .unwrap(),
+        vec![1],
+        "no retraining"
+    );
+}
