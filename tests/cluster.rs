@@ -4,115 +4,34 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
+
+use support::node::{NodeProcess, free_address};
 
 const HEARTBEAT_MS: u64 = 200;
 const FAILURE_TIMEOUT_MS: u64 = 1_500;
-/// Upper bound for events that should take well under a second; a failure, not a sleep.
-const PATIENCE: Duration = Duration::from_secs(20);
 
-/// A node process whose log lines arrive on a channel; killed when dropped.
-struct Node {
-    name: String,
-    address: String,
-    child: Child,
-    lines: Receiver<String>,
-    log: Vec<String>,
-}
-
-impl Node {
-    fn start(dir: &std::path::Path, name: &str, address: &str, seeds: &[&str]) -> Node {
-        let mut command = support::storecast(dir);
-        command
-            .args([
-                "node",
-                "--name",
-                name,
-                "--listen",
-                address,
-                "--seeds",
-                &seeds.join(","),
-            ])
-            .args(["--set", &format!("cluster.heartbeat_ms={HEARTBEAT_MS}")])
-            .args([
-                "--set",
-                &format!("cluster.failure_timeout_ms={FAILURE_TIMEOUT_MS}"),
-            ])
-            .args(["--set", "cluster.reconnect_max_ms=1000"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("start storecast node");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let (sender, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Node {
-            name: name.to_string(),
-            address: address.to_string(),
-            child,
-            lines,
-            log: Vec::new(),
-        }
-    }
-
-    /// Waits for a log line containing every needle; returns how long it took.
-    fn wait_for(&mut self, needles: &[&str]) -> Duration {
-        let started = Instant::now();
-        loop {
-            let left = PATIENCE.saturating_sub(started.elapsed());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    let found = needles.iter().all(|needle| line.contains(needle));
-                    self.log.push(line);
-                    if found {
-                        return started.elapsed();
-                    }
-                }
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => panic!(
-                    "node {} never logged {needles:?}; its log:\n{}",
-                    self.name,
-                    self.log.join("\n")
-                ),
-            }
-        }
-    }
-
-    fn signal(&self, signal: i32) {
-        // SAFETY: sending a signal to our own child process.
-        let result = unsafe { libc::kill(self.child.id() as i32, signal) };
-        assert_eq!(result, 0, "kill({signal}) of node {}", self.name);
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.signal(libc::SIGCONT);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_address() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-    listener.local_addr().expect("address").to_string()
+/// A node with fast timers, so failures are detected in tests within seconds.
+fn start(dir: &std::path::Path, name: &str, address: &str, seeds: &[&str]) -> NodeProcess {
+    let settings: Vec<String> = [
+        format!("cluster.heartbeat_ms={HEARTBEAT_MS}"),
+        format!("cluster.failure_timeout_ms={FAILURE_TIMEOUT_MS}"),
+        "cluster.reconnect_max_ms=1000".to_string(),
+    ]
+    .into_iter()
+    .flat_map(|setting| ["--set".to_string(), setting])
+    .collect();
+    NodeProcess::start(dir, &[], name, address, seeds, &settings)
 }
 
 #[test]
 fn nodes_form_detect_failures_and_rejoin() {
     let dir = tempfile::tempdir().unwrap();
     let (a_address, b_address, c_address) = (free_address(), free_address(), free_address());
-    let mut a = Node::start(dir.path(), "alpha", &a_address, &[]);
-    let mut b = Node::start(dir.path(), "bravo", &b_address, &[&a_address]);
+    let mut a = start(dir.path(), "alpha", &a_address, &[]);
+    let mut b = start(dir.path(), "bravo", &b_address, &[&a_address]);
     // Charlie knows only Bravo; it meets Alpha through Bravo.
-    let mut c = Node::start(dir.path(), "charlie", &c_address, &[&b_address]);
+    let mut c = start(dir.path(), "charlie", &c_address, &[&b_address]);
     let full = "cluster view: 3 members [alpha, bravo, charlie]";
     for node in [&mut a, &mut b, &mut c] {
         node.wait_for(&[full]);
@@ -145,7 +64,7 @@ fn nodes_form_detect_failures_and_rejoin() {
     c.wait_for(&["cluster view: 2 members [alpha, charlie]"]);
     let (b_name, b_seed) = (b.name.clone(), b.address.clone());
     drop(b);
-    let mut b = Node::start(dir.path(), &b_name, &b_seed, &[&a_address]);
+    let mut b = start(dir.path(), &b_name, &b_seed, &[&a_address]);
     b.wait_for(&[full]);
     a.wait_for(&[full]);
     c.wait_for(&[full]);

@@ -4,82 +4,13 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Output, Stdio};
-use std::sync::mpsc::{Receiver, channel};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use storecast::cluster::placement::{DEFAULT_LOAD_FACTOR, Placement, SeriesKey};
 use storecast::dataset::synth::{SynthOptions, generate};
 use storecast::store::Database;
-
-const PATIENCE: Duration = Duration::from_secs(30);
-
-struct Node {
-    name: String,
-    child: Child,
-    lines: Receiver<String>,
-}
-
-impl Node {
-    fn start(dir: &std::path::Path, url: &str, name: &str, address: &str, seeds: &[&str]) -> Node {
-        let mut child = support::storecast(dir)
-            .args([
-                "--database-url",
-                url,
-                "node",
-                "--name",
-                name,
-                "--listen",
-                address,
-                "--seeds",
-                &seeds.join(","),
-            ])
-            .args(common_settings())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start storecast node");
-        let stderr = child.stderr.take().expect("piped");
-        let (sender, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Node {
-            name: name.to_string(),
-            child,
-            lines,
-        }
-    }
-
-    fn wait_for(&self, needle: &str) {
-        let started = Instant::now();
-        let mut seen = Vec::new();
-        while started.elapsed() < PATIENCE {
-            match self.lines.recv_timeout(PATIENCE - started.elapsed()) {
-                Ok(line) if line.contains(needle) => return,
-                Ok(line) => seen.push(line),
-                Err(_) => break,
-            }
-        }
-        panic!(
-            "node {} never logged {needle:?}:\n{}",
-            self.name,
-            seen.join("\n")
-        );
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::node::{NodeProcess, free_address};
 
 fn common_settings() -> Vec<String> {
     [
@@ -90,14 +21,6 @@ fn common_settings() -> Vec<String> {
     .iter()
     .flat_map(|setting| ["--set".to_string(), setting.to_string()])
     .collect()
-}
-
-fn free_address() -> String {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string()
 }
 
 fn client(dir: &std::path::Path, url: &str, seed: &str, args: &[&str]) -> Output {
@@ -133,25 +56,24 @@ async fn retrains_reach_the_owner_and_a_dead_owners_series_answer_from_a_survivo
     let dir = tempfile::tempdir().unwrap();
     let names = ["alpha", "bravo", "charlie"];
     let addresses: Vec<String> = names.iter().map(|_| free_address()).collect();
-    let mut nodes: Vec<Option<Node>> = vec![
-        Some(Node::start(dir.path(), &url, names[0], &addresses[0], &[])),
-        Some(Node::start(
+    let global = vec!["--database-url".to_string(), url.clone()];
+    let start = |index: usize, seeds: &[&str]| {
+        NodeProcess::start(
             dir.path(),
-            &url,
-            names[1],
-            &addresses[1],
-            &[&addresses[0]],
-        )),
-        Some(Node::start(
-            dir.path(),
-            &url,
-            names[2],
-            &addresses[2],
-            &[&addresses[1]],
-        )),
+            &global,
+            names[index],
+            &addresses[index],
+            seeds,
+            &common_settings(),
+        )
+    };
+    let mut nodes: Vec<Option<NodeProcess>> = vec![
+        Some(start(0, &[])),
+        Some(start(1, &[&addresses[0]])),
+        Some(start(2, &[&addresses[1]])),
     ];
-    for node in nodes.iter().flatten() {
-        node.wait_for("cluster view: 3 members [alpha, bravo, charlie]");
+    for node in nodes.iter_mut().flatten() {
+        node.wait_for(&["cluster view: 3 members [alpha, bravo, charlie]"]);
     }
 
     // Every node computes the same owner; pick a store owned by a node other than the seed

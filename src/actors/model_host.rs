@@ -112,22 +112,15 @@ impl Actor for ModelHost {
                 let train = TrainRequest {
                     traceparent: request.traceparent,
                 };
-                tokio::spawn(async move {
-                    let answer = actor
-                        .call(
-                            |port| ModelMessage::Train(train, port),
-                            Some(FORWARD_TIMEOUT),
-                        )
-                        .await;
-                    let reply_value = match answer {
-                        Ok(ractor::rpc::CallResult::Success(value)) => value,
-                        other => TrainReply {
-                            version: None,
-                            error: Some(format!("model actor did not answer: {other:?}")),
-                        },
-                    };
-                    let _ = reply.send(reply_value);
-                });
+                forward(
+                    actor,
+                    |port| ModelMessage::Train(train, port),
+                    reply,
+                    |reason| TrainReply {
+                        version: None,
+                        error: Some(reason),
+                    },
+                );
             }
             ModelHostMessage::Forecast(request, reply) => {
                 let actor = actor_for(&myself, state, &request).await?;
@@ -135,37 +128,28 @@ impl Actor for ModelHost {
                     days: request.days,
                     traceparent: request.traceparent,
                 };
-                tokio::spawn(async move {
-                    let answer = actor
-                        .call(
-                            |port| ModelMessage::Forecast(forecast, port),
-                            Some(FORWARD_TIMEOUT),
-                        )
-                        .await;
-                    let reply_value = match answer {
-                        Ok(ractor::rpc::CallResult::Success(value)) => value,
-                        other => ForecastReply {
-                            version: None,
-                            points: Vec::new(),
-                            error: Some(format!("model actor did not answer: {other:?}")),
-                        },
-                    };
-                    let _ = reply.send(reply_value);
-                });
+                forward(
+                    actor,
+                    |port| ModelMessage::Forecast(forecast, port),
+                    reply,
+                    |reason| ForecastReply {
+                        version: None,
+                        points: Vec::new(),
+                        error: Some(reason),
+                    },
+                );
             }
             ModelHostMessage::Info(request, reply) => {
                 let actor = actor_for(&myself, state, &request).await?;
                 let info = TrainRequest {
                     traceparent: request.traceparent,
                 };
-                tokio::spawn(async move {
-                    if let Ok(ractor::rpc::CallResult::Success(value)) = actor
-                        .call(|port| ModelMessage::Info(info, port), Some(FORWARD_TIMEOUT))
-                        .await
-                    {
-                        let _ = reply.send(value);
-                    }
-                });
+                forward(
+                    actor,
+                    |port| ModelMessage::Info(info, port),
+                    reply,
+                    |_| VersionInfo::default(),
+                );
             }
             ModelHostMessage::Hosted(_, reply) => {
                 let mut series: Vec<(u32, String)> = state
@@ -208,6 +192,26 @@ impl Actor for ModelHost {
         }
         Ok(())
     }
+}
+
+/// Forwards a request to a model actor from a task, so the host never waits on a training,
+/// and sends back the answer, or `failed(reason)` when the actor does not give one.
+fn forward<Reply>(
+    actor: ActorRef<ModelMessage>,
+    request: impl FnOnce(RpcReplyPort<Reply>) -> ModelMessage + Send + 'static,
+    reply: RpcReplyPort<Reply>,
+    failed: impl FnOnce(String) -> Reply + Send + 'static,
+) where
+    Reply: Send + std::fmt::Debug + 'static,
+{
+    tokio::spawn(async move {
+        let answer = match actor.call(request, Some(FORWARD_TIMEOUT)).await {
+            Ok(ractor::rpc::CallResult::Success(value)) => value,
+            Ok(other) => failed(format!("model actor did not answer: {other:?}")),
+            Err(error) => failed(format!("model actor unreachable: {error}")),
+        };
+        let _ = reply.send(answer);
+    });
 }
 
 /// The actor of the request's series, started (and loaded from the registry) if needed.

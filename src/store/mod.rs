@@ -109,8 +109,9 @@ impl Database {
         };
 
         let migrated = match &database {
+            // sqlx serialises PostgreSQL migrations with an advisory lock.
             Database::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await,
-            Database::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await,
+            Database::Sqlite(pool) => migrate_sqlite(pool).await,
         };
         migrated.map_err(|error| StoreError::Migrate { url: shown, error })?;
         Ok(database)
@@ -150,6 +151,24 @@ impl Database {
             .fetch_all(pool)
             .await
             .map_err(StoreError::query(doing)),
+        }
+    }
+}
+
+/// SQLite has no migration lock: when several processes open a new file at once, all but
+/// one find the tables already made. Each migration runs in a transaction, so the losers'
+/// attempts roll back; trying again finds them applied.
+async fn migrate_sqlite(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {
+    const ATTEMPTS: u32 = 5;
+    let mut attempt = 1;
+    loop {
+        match sqlx::migrate!("./migrations/sqlite").run(pool).await {
+            Err(error) if attempt < ATTEMPTS => {
+                tracing::debug!(%error, attempt, "SQLite migration raced another process; retrying");
+                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                attempt += 1;
+            }
+            result => return result,
         }
     }
 }
