@@ -93,7 +93,9 @@ impl NodeProcess {
 
 impl Drop for NodeProcess {
     fn drop(&mut self) {
-        self.signal(libc::SIGCONT);
+        // A stopped node must run again to die; one already gone makes this fail, harmlessly.
+        // SAFETY: sending a signal to our own child process.
+        let _ = unsafe { libc::kill(self.child.id() as i32, libc::SIGCONT) };
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
