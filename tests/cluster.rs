@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use support::node::{NodeProcess, free_address};
 
 const HEARTBEAT_MS: u64 = 200;
-const FAILURE_TIMEOUT_MS: u64 = 1_500;
+const FAILURE_TIMEOUT_MS: u64 = 2_500;
 
 /// A node with fast timers, so failures are detected in tests within seconds.
 fn start(dir: &std::path::Path, name: &str, address: &str, seeds: &[&str]) -> NodeProcess {

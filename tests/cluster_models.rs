@@ -15,7 +15,7 @@ use support::node::{NodeProcess, free_address};
 fn common_settings() -> Vec<String> {
     [
         "cluster.heartbeat_ms=200",
-        "cluster.failure_timeout_ms=1500",
+        "cluster.failure_timeout_ms=2500",
         "train.profile=reference",
     ]
     .iter()
