@@ -159,13 +159,13 @@ impl Database {
 /// one find the tables already made. Each migration runs in a transaction, so the losers'
 /// attempts roll back; trying again finds them applied.
 async fn migrate_sqlite(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {
-    const ATTEMPTS: u32 = 5;
+    const ATTEMPTS: u32 = 10;
     let mut attempt = 1;
     loop {
         match sqlx::migrate!("./migrations/sqlite").run(pool).await {
             Err(error) if attempt < ATTEMPTS => {
                 tracing::debug!(%error, attempt, "SQLite migration raced another process; retrying");
-                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
                 attempt += 1;
             }
             result => return result,
