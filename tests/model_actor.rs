@@ -47,6 +47,14 @@ async fn start(database: &Database) -> ActorRef<ModelMessage> {
     actor
 }
 
+async fn forecast_week(actor: &ActorRef<ModelMessage>) -> storecast::actors::model::ForecastReply {
+    let request = ForecastRequest {
+        days: 7,
+        traceparent: String::new(),
+    };
+    ractor::call_t!(actor, ModelMessage::Forecast, 10_000, request).unwrap()
+}
+
 fn request() -> TrainRequest {
     TrainRequest {
         traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_string(),
@@ -67,16 +75,7 @@ async fn trainings_are_single_flight_and_forecasts_need_no_refit(database: Datab
         .unwrap();
     let actor = start(&database).await;
 
-    let forecast = ractor::call_t!(
-        actor,
-        ModelMessage::Forecast,
-        10_000,
-        ForecastRequest {
-            days: 7,
-            traceparent: String::new()
-        }
-    )
-    .unwrap();
+    let forecast = forecast_week(&actor).await;
     assert!(
         forecast.error.unwrap().contains("no trained model"),
         "before any training"
@@ -102,16 +101,7 @@ async fn trainings_are_single_flight_and_forecasts_need_no_refit(database: Datab
     );
 
     // The forecast comes from the registered version and matches the batch written by training.
-    let forecast = ractor::call_t!(
-        actor,
-        ModelMessage::Forecast,
-        10_000,
-        ForecastRequest {
-            days: 7,
-            traceparent: String::new()
-        }
-    )
-    .unwrap();
+    let forecast = forecast_week(&actor).await;
     assert_eq!(forecast.error, None);
     assert_eq!(forecast.version.unwrap().version, 1);
     let batch = database.latest_forecast(2, "product_A").await.unwrap();

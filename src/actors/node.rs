@@ -62,6 +62,9 @@ pub struct NodeState {
     membership: ActorRef<MembershipMessage>,
     node_server: ActorRef<NodeServerMessage>,
     model_host: Option<(ActorRef<ModelHostMessage>, ModelsSettings)>,
+    /// What the last rebalance checked: the member view and how many series were hosted.
+    /// Nothing can have moved while both stay the same, so the check is skipped.
+    last_rebalance: Option<(MemberView, usize)>,
 }
 
 impl Actor for NodeSupervisor {
@@ -128,6 +131,7 @@ impl Actor for NodeSupervisor {
             membership,
             node_server,
             model_host,
+            last_rebalance: None,
         })
     }
 
@@ -145,7 +149,17 @@ impl Actor for NodeSupervisor {
             }
             NodeMessage::Rebalance => {
                 if let Some((host, models)) = &state.model_host {
-                    release_moved_series(&state.me, &state.membership, host, models).await;
+                    let checked = release_moved_series(
+                        &state.me,
+                        &state.membership,
+                        host,
+                        models,
+                        state.last_rebalance.as_ref(),
+                    )
+                    .await;
+                    if checked.is_some() {
+                        state.last_rebalance = checked;
+                    }
                 }
             }
         }
@@ -192,32 +206,31 @@ impl Actor for NodeSupervisor {
     }
 }
 
-/// Stops the model actors of series that placement now gives to another node.
+/// Stops the model actors of series that placement now gives to another node; returns what
+/// it checked, or `None` when it could not check.
 async fn release_moved_series(
     me: &MemberInfo,
     membership: &ActorRef<MembershipMessage>,
     host: &ActorRef<ModelHostMessage>,
     models: &ModelsSettings,
-) {
-    let Ok(view) = ractor::call_t!(membership, MembershipMessage::GetView, 1_000) else {
-        return;
-    };
+    last: Option<&(MemberView, usize)>,
+) -> Option<(MemberView, usize)> {
+    let view = ractor::call_t!(membership, MembershipMessage::GetView, 1_000).ok()?;
     let request = SeriesRequest::default();
-    let Ok(hosted) = ractor::call_t!(host, ModelHostMessage::Hosted, 1_000, request) else {
-        return;
-    };
-    if hosted.series.is_empty() {
-        return;
+    let hosted = ractor::call_t!(host, ModelHostMessage::Hosted, 1_000, request).ok()?;
+    let checked = (view, hosted.series.len());
+    // The series list is read from the database only when something could have moved.
+    if hosted.series.is_empty() || last == Some(&checked) {
+        return Some(checked);
     }
+    let view = &checked.0;
     let product = &models.train.product;
-    let Ok(stores) = models.database.stores_with_sales(product).await else {
-        return;
-    };
+    let stores = models.database.stores_with_sales(product).await.ok()?;
     let keys: Vec<SeriesKey> = stores
         .into_iter()
         .map(|store| SeriesKey::new(store, product.clone()))
         .collect();
-    let placement = placement(&view, &keys);
+    let placement = placement(view, &keys);
     let moved: Vec<u32> = hosted
         .series
         .iter()
@@ -234,4 +247,5 @@ async fn release_moved_series(
         );
         let _ = host.cast(ModelHostMessage::Release(moved, product.clone()));
     }
+    Some(checked)
 }
