@@ -36,6 +36,7 @@ pub struct Config {
     pub log: LogConfig,
     pub train: TrainConfig,
     pub cluster: ClusterConfig,
+    pub scheduler: SchedulerConfig,
     /// Model profiles by name.
     pub profiles: BTreeMap<String, Profile>,
 }
@@ -98,6 +99,16 @@ pub struct ClusterConfig {
     pub failure_timeout_ms: u64,
     pub reconnect_min_ms: u64,
     pub reconnect_max_ms: u64,
+}
+
+/// `[scheduler]`: the weekly train-all job and how the cluster runs jobs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerConfig {
+    pub train_all_at: String,
+    pub lease_ms: u64,
+    pub in_flight_per_worker: u32,
+    pub max_attempts: u32,
 }
 
 /// Why a configuration could not be built. Every variant names the key or file at fault.
@@ -264,6 +275,19 @@ impl Config {
         {
             return Err(ConfigError::Invalid(
                 "cluster.failure_timeout_ms must be larger than cluster.heartbeat_ms (> 0)"
+                    .to_string(),
+            ));
+        }
+        crate::schedule::WeeklySlot::parse(&self.scheduler.train_all_at)
+            .map_err(|error| ConfigError::Invalid(format!("scheduler.train_all_at: {error}")))?;
+        if self.scheduler.lease_ms < 1_000 {
+            return Err(ConfigError::Invalid(
+                "scheduler.lease_ms must be at least 1000".to_string(),
+            ));
+        }
+        if self.scheduler.in_flight_per_worker == 0 || self.scheduler.max_attempts == 0 {
+            return Err(ConfigError::Invalid(
+                "scheduler.in_flight_per_worker and scheduler.max_attempts must be at least 1"
                     .to_string(),
             ));
         }

@@ -1,13 +1,15 @@
 //! storecast: retail sales forecasting as one binary forming one cluster.
 //!
 //! # Layout
-//! - [`actors`]: the node's actors (supervisor, membership), one file each;
+//! - [`actors`]: the node's actors (supervisor, membership, model hosts, scheduler,
+//!   forecaster), one file each;
 //! - [`cli`]: the `storecast` command line, one file per subcommand;
-//! - [`cluster`]: placement of series on nodes (pure), and later membership;
+//! - [`cluster`]: who is in the cluster and where series live (placement, pure);
 //! - [`config`]: layered configuration (defaults < file < `STORECAST_*` env < flags);
 //! - [`dataset`]: Kaggle's Rossmann files, the loader's window, the synthetic generator;
 //! - [`forecast`]: the forecast engine (Prophet fits with a native optimizer), a pure library;
 //! - [`random`]: a seeded generator whose output never changes (synthetic data, intervals);
+//! - [`schedule`]: when the weekly job fires (pure time arithmetic);
 //! - [`store`]: the database (PostgreSQL or SQLite) and all SQL;
 //! - [`telemetry`]: logging to stderr;
 //! - [`training`]: training series from the database: fit on a bounded pool, register, forecast.
@@ -23,6 +25,7 @@ pub mod config;
 pub mod dataset;
 pub mod forecast;
 pub mod random;
+pub mod schedule;
 pub mod store;
 pub mod telemetry;
 pub mod training;

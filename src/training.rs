@@ -15,7 +15,7 @@ use crate::forecast::planner::{days_after, plan};
 use crate::forecast::profile::Profile;
 use crate::forecast::series::Series;
 use crate::forecast::validation::{Metrics, SPLITS, train};
-use crate::store::{Database, ForecastRecord, NewModelVersion};
+use crate::store::{Database, ForecastRecord, NewModelVersion, Registered, TaskRef};
 
 /// What to train and how.
 #[derive(Debug, Clone)]
@@ -37,6 +37,9 @@ pub struct TrainSettings {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainedVersion {
     pub version: i32,
+    /// False when a job task was already completed by another training: `version` is that
+    /// training's, and nothing new was registered.
+    pub fresh: bool,
     pub metrics: Metrics,
     pub trained_from: NaiveDate,
     pub trained_to: NaiveDate,
@@ -106,6 +109,22 @@ pub async fn train_one(
     store: u32,
     settings: &TrainSettings,
 ) -> Result<TrainedVersion, String> {
+    train_series(database, store, settings, None).await
+}
+
+/// Trains one series, for a job task when `task` is given: a task already completed is not
+/// trained again, and its batch forecast is left to the job's forecast phase.
+pub async fn train_series(
+    database: &Database,
+    store: u32,
+    settings: &TrainSettings,
+    task: Option<&TaskRef>,
+) -> Result<TrainedVersion, String> {
+    if let Some(task) = task
+        && let Some(done) = completed_version(database, task).await?
+    {
+        return Ok(done);
+    }
     let rows = database
         .series_sales(store, &settings.product)
         .await
@@ -120,7 +139,7 @@ pub async fn train_one(
             .await
             .map_err(|error| format!("fit stopped: {error}"))??;
 
-    let version = database
+    let registered = database
         .insert_model_version(&NewModelVersion {
             store,
             product: &settings.product,
@@ -130,9 +149,24 @@ pub async fn train_one(
             trained_from: fitted.trained_from,
             trained_to: fitted.trained_to,
             node: &settings.node,
+            task,
         })
         .await
         .map_err(|error| error.to_string())?;
+    let version = match registered {
+        Registered::New(version) => version,
+        Registered::AlreadyDone(version) => {
+            // Another node completed this task while this one fitted; its version stands.
+            return Ok(TrainedVersion {
+                version,
+                fresh: false,
+                ..trained_version(version, &fitted)
+            });
+        }
+    };
+    if task.is_some() {
+        return Ok(trained_version(version, &fitted));
+    }
     let records: Vec<ForecastRecord> = fitted
         .forecast
         .iter()
@@ -150,13 +184,48 @@ pub async fn train_one(
         .write_forecasts(&records)
         .await
         .map_err(|error| error.to_string())?;
-    Ok(TrainedVersion {
+    Ok(trained_version(version, &fitted))
+}
+
+fn trained_version(version: i32, fitted: &Fitted) -> TrainedVersion {
+    TrainedVersion {
         version,
+        fresh: true,
         metrics: fitted.metrics,
         trained_from: fitted.trained_from,
         trained_to: fitted.trained_to,
-        forecast: fitted.forecast,
-    })
+        forecast: fitted.forecast.clone(),
+    }
+}
+
+/// The version a completed job task registered, if the task is completed.
+async fn completed_version(
+    database: &Database,
+    task: &TaskRef,
+) -> Result<Option<TrainedVersion>, String> {
+    let stored = database
+        .task(task)
+        .await
+        .map_err(|error| error.to_string())?;
+    let Some(version) = stored
+        .filter(|stored| stored.state == "succeeded")
+        .and_then(|stored| stored.model_version)
+    else {
+        return Ok(None);
+    };
+    let registered = database
+        .model_version(task.store, &task.product, version)
+        .await
+        .map_err(|error| error.to_string())?
+        .ok_or_else(|| format!("version {version} of the task is not in the registry"))?;
+    Ok(Some(TrainedVersion {
+        version,
+        fresh: false,
+        metrics: registered.metrics,
+        trained_from: registered.trained_from,
+        trained_to: registered.trained_to,
+        forecast: Vec::new(),
+    }))
 }
 
 /// CPU part of a training: CV, final fit, forecast of the planned days after the data.

@@ -7,13 +7,15 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 use ractor::{Actor, ActorRef};
+use std::time::Duration;
 use storecast::actors::model::{
     ForecastRequest, ModelActor, ModelArguments, ModelMessage, TrainRequest,
 };
 use storecast::cluster::placement::SeriesKey;
 use storecast::dataset::synth::{SynthOptions, generate};
 use storecast::forecast::profile::{Feature, Profile};
-use storecast::store::Database;
+
+use storecast::store::{Database, JobKind, NewJob};
 use storecast::training::TrainSettings;
 
 fn settings() -> Arc<TrainSettings> {
@@ -40,6 +42,7 @@ async fn start(database: &Database) -> ActorRef<ModelMessage> {
             key: SeriesKey::new(2, "product_A"),
             database: database.clone(),
             settings: settings(),
+            fits: Arc::new(tokio::sync::Semaphore::new(2)),
         },
     )
     .await
@@ -58,6 +61,7 @@ async fn forecast_week(actor: &ActorRef<ModelMessage>) -> storecast::actors::mod
 fn request() -> TrainRequest {
     TrainRequest {
         traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_string(),
+        job_id: None,
     }
 }
 
@@ -122,6 +126,52 @@ async fn trainings_are_single_flight_and_forecasts_need_no_refit(database: Datab
     let info = ractor::call_t!(moved, ModelMessage::Info, 10_000, request()).unwrap();
     assert_eq!(info.version, 2);
     assert_eq!(info.profile, "weekly");
+
+    // A job's Train that joins a retrain in flight: one training, and it completes the task.
+    let fence = database
+        .acquire_lease("scheduler", "test", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    let (job_id, _) = database
+        .create_job(
+            &fence,
+            &NewJob {
+                kind: JobKind::TrainAll,
+                product: "product_A",
+                profile: "weekly",
+                slot: None,
+                stores: &[2],
+            },
+        )
+        .await
+        .unwrap();
+    let for_job = TrainRequest {
+        job_id: Some(job_id),
+        ..request()
+    };
+    let (manual, job) = tokio::join!(
+        async { ractor::call_t!(moved, ModelMessage::Train, 60_000, request()) },
+        async { ractor::call_t!(moved, ModelMessage::Train, 60_000, for_job.clone()) }
+    );
+    let job = job.unwrap();
+    assert_eq!(manual.unwrap(), job);
+    assert_eq!(job.version.unwrap().version, 3);
+    let task = &database.job_tasks(job_id).await.unwrap()[0];
+    assert_eq!(
+        (task.state.as_str(), task.model_version),
+        ("succeeded", Some(3))
+    );
+    // Asked again for the same job (as after a scheduler takeover): no new training.
+    let again = ractor::call_t!(moved, ModelMessage::Train, 60_000, for_job).unwrap();
+    assert_eq!(again.version.unwrap().version, 3);
+    assert_eq!(
+        database
+            .model_version_numbers(2, "product_A")
+            .await
+            .unwrap(),
+        vec![1, 2, 3]
+    );
     moved.stop(None);
 }
 

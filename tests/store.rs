@@ -3,10 +3,12 @@
 mod support;
 
 use chrono::NaiveDate;
+use std::time::Duration;
 use storecast::dataset::synth::{SynthOptions, generate};
 use storecast::dataset::window::recent_window;
 use storecast::dataset::{SalesRow, StateHoliday};
-use storecast::store::Database;
+
+use storecast::store::{Database, Fence, JobKind, NewJob, Registered, TaskRef};
 
 fn sample_rows(stores: u32, days: u32) -> Vec<SalesRow> {
     let data = generate(&SynthOptions {
@@ -29,6 +31,7 @@ async fn migrations_create_every_table(database: Database) {
             "ingest_rejects",
             "job_tasks",
             "jobs",
+            "leases",
             "model_versions",
             "sales"
         ]
@@ -205,6 +208,7 @@ fn new_version<'a>(
         trained_from: NaiveDate::from_ymd_opt(2015, 1, 1).unwrap(),
         trained_to: NaiveDate::from_ymd_opt(2015, 6, 19).unwrap(),
         node,
+        task: None,
     }
 }
 
@@ -221,21 +225,21 @@ async fn registry_numbers_versions_per_series(database: Database) {
             .insert_model_version(&new_version(1, &[1, 2, 3], "node-a"))
             .await
             .unwrap(),
-        1
+        Registered::New(1)
     );
     assert_eq!(
         database
             .insert_model_version(&new_version(1, &[4, 5], "node-b"))
             .await
             .unwrap(),
-        2
+        Registered::New(2)
     );
     assert_eq!(
         database
             .insert_model_version(&new_version(2, &[6], "node-a"))
             .await
             .unwrap(),
-        1
+        Registered::New(1)
     );
     let latest = database
         .latest_model_version(1, "product_A")
@@ -267,7 +271,7 @@ async fn concurrent_trainings_never_share_a_version(database: Database) {
         .collect();
     let mut versions = Vec::new();
     for task in tasks {
-        versions.push(task.await.unwrap().unwrap());
+        versions.push(task.await.unwrap().unwrap().version());
     }
     versions.sort();
     assert_eq!(versions, (1..=16).collect::<Vec<i32>>());
@@ -323,7 +327,267 @@ async fn forecasts_are_written_idempotently_per_version(database: Database) {
     );
 }
 
+async fn lease_is_held_renewed_and_taken_over_only_when_expired(database: Database) {
+    let long = Duration::from_secs(60);
+    let first = database
+        .acquire_lease("scheduler", "node-a", long)
+        .await
+        .unwrap()
+        .expect("a free lease is taken");
+    assert_eq!(first.epoch, 1);
+    let renewed = database
+        .acquire_lease("scheduler", "node-a", long)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(renewed.epoch, 1, "renewing keeps the epoch");
+    assert_eq!(
+        database
+            .acquire_lease("scheduler", "node-b", long)
+            .await
+            .unwrap(),
+        None,
+        "an unexpired lease is not taken"
+    );
+    // node-a lets it lapse: it expires at once.
+    database
+        .acquire_lease("scheduler", "node-a", Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
+    let taken = database
+        .acquire_lease("scheduler", "node-b", long)
+        .await
+        .unwrap()
+        .expect("an expired lease is taken");
+    assert_eq!(taken.epoch, 2, "a new holder gets a new epoch");
+    // The old holder's fence is refused, the new one's is not.
+    let job = NewJob {
+        kind: JobKind::TrainAll,
+        product: "product_A",
+        profile: "default",
+        slot: None,
+        stores: &[1, 2, 3],
+    };
+    let refused = database.create_job(&first, &job).await.unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("no longer held by node-a at epoch 1"),
+        "{refused}"
+    );
+    database.create_job(&taken, &job).await.unwrap();
+    database.release_lease(&taken).await.unwrap();
+    let after_release = database
+        .acquire_lease("scheduler", "node-a", long)
+        .await
+        .unwrap()
+        .expect("a released lease is free");
+    assert_eq!(after_release.epoch, 3);
+}
+
+async fn fence(database: &Database) -> Fence {
+    database
+        .acquire_lease("scheduler", "node-a", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+async fn jobs_fire_once_per_slot_and_resume_from_rows(database: Database) {
+    let fence = fence(&database).await;
+    let weekly = NewJob {
+        kind: JobKind::TrainAll,
+        product: "product_A",
+        profile: "default",
+        slot: Some("train_all@2026-11-29T02:00Z"),
+        stores: &[3, 1, 2],
+    };
+    let (id, created) = database.create_job(&fence, &weekly).await.unwrap();
+    assert!(created);
+    assert_eq!(
+        database.create_job(&fence, &weekly).await.unwrap(),
+        (id, false),
+        "a slot fires one job"
+    );
+    let on_demand = NewJob {
+        slot: None,
+        ..weekly.clone()
+    };
+    assert_eq!(
+        database.create_job(&fence, &on_demand).await.unwrap(),
+        (id, false),
+        "a train-all while one is active joins it"
+    );
+    let job = database.job(id).await.unwrap().unwrap();
+    assert_eq!(
+        (job.state.as_str(), job.phase.as_str()),
+        ("pending", "training")
+    );
+    assert_eq!((job.total, job.succeeded, job.failed), (3, 0, 0));
+    assert_eq!(database.active_jobs().await.unwrap(), vec![job]);
+
+    database.start_job(&fence, id).await.unwrap();
+    let task = |store| TaskRef {
+        job_id: id,
+        store,
+        product: "product_A".to_string(),
+    };
+    assert_eq!(
+        database
+            .claim_task(&fence, &task(1), "node-b")
+            .await
+            .unwrap(),
+        Some(1)
+    );
+    assert_eq!(
+        database
+            .claim_task(&fence, &task(1), "node-c")
+            .await
+            .unwrap(),
+        Some(2)
+    );
+    database
+        .release_task(&fence, &task(1), "node-c left", false)
+        .await
+        .unwrap();
+    database
+        .claim_task(&fence, &task(2), "node-b")
+        .await
+        .unwrap();
+    database
+        .release_task(&fence, &task(2), "no sales", true)
+        .await
+        .unwrap();
+    let tasks = database.job_tasks(id).await.unwrap();
+    let states: Vec<(i32, &str, i32)> = tasks
+        .iter()
+        .map(|task| (task.store, task.state.as_str(), task.attempts))
+        .collect();
+    assert_eq!(
+        states,
+        [(1, "pending", 2), (2, "failed", 1), (3, "pending", 0)]
+    );
+    assert_eq!(tasks[1].error.as_deref(), Some("no sales"));
+
+    // The registry completes a task with its version, once.
+    let mut version = new_version(1, &[1], "node-b");
+    let task_one = task(1);
+    version.task = Some(&task_one);
+    assert_eq!(
+        database.insert_model_version(&version).await.unwrap(),
+        Registered::New(1)
+    );
+    assert_eq!(
+        database.insert_model_version(&version).await.unwrap(),
+        Registered::AlreadyDone(1),
+        "a second training of the task registers nothing"
+    );
+    assert_eq!(
+        database
+            .model_version_numbers(1, "product_A")
+            .await
+            .unwrap(),
+        [1]
+    );
+    assert_eq!(
+        database
+            .claim_task(&fence, &task(1), "node-b")
+            .await
+            .unwrap(),
+        None,
+        "a completed task is not given out again"
+    );
+    // A task completed by a training another request started.
+    assert!(database.complete_task(&task(3), 7, "node-c").await.unwrap());
+    assert!(!database.complete_task(&task(3), 8, "node-c").await.unwrap());
+    let missing = TaskRef {
+        store: 99,
+        ..task(1)
+    };
+    let mut stray = new_version(99, &[1], "node-b");
+    stray.task = Some(&missing);
+    let error = database.insert_model_version(&stray).await.unwrap_err();
+    assert!(
+        error.to_string().contains("has no task for store 99"),
+        "{error}"
+    );
+    assert!(
+        database
+            .model_version_numbers(99, "product_A")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    database.enter_forecasting(&fence, id).await.unwrap();
+    database
+        .finish_job(&fence, id, true, Some("1 series failed to train"))
+        .await
+        .unwrap();
+    let job = database.job(id).await.unwrap().unwrap();
+    assert_eq!(
+        (job.state.as_str(), job.phase.as_str()),
+        ("succeeded", "done")
+    );
+    assert_eq!((job.succeeded, job.failed, job.running), (2, 1, 0));
+    assert!(job.finished_at.is_some() && job.started_at.is_some());
+    assert!(database.active_jobs().await.unwrap().is_empty());
+    assert_eq!(database.recent_jobs(5).await.unwrap(), vec![job]);
+}
+
+async fn one_task_gets_one_version_under_racing_trainings(database: Database) {
+    let fence = fence(&database).await;
+    let (id, _) = database
+        .create_job(
+            &fence,
+            &NewJob {
+                kind: JobKind::TrainAll,
+                product: "product_A",
+                profile: "default",
+                slot: None,
+                stores: &[5],
+            },
+        )
+        .await
+        .unwrap();
+    let racers: Vec<_> = (0..8)
+        .map(|racer| {
+            let database = database.clone();
+            tokio::spawn(async move {
+                let task = TaskRef {
+                    job_id: id,
+                    store: 5,
+                    product: "product_A".to_string(),
+                };
+                let params = vec![racer as u8];
+                let mut version = new_version(5, &params, "racer");
+                version.task = Some(&task);
+                database.insert_model_version(&version).await.unwrap()
+            })
+        })
+        .collect();
+    let mut new = 0;
+    for racer in racers {
+        if let Registered::New(version) = racer.await.unwrap() {
+            assert_eq!(version, 1);
+            new += 1;
+        }
+    }
+    assert_eq!(new, 1, "exactly one racer registers a version");
+    assert_eq!(
+        database
+            .model_version_numbers(5, "product_A")
+            .await
+            .unwrap(),
+        [1]
+    );
+}
+
 on_both_backends!(
+    lease_is_held_renewed_and_taken_over_only_when_expired,
+    jobs_fire_once_per_slot_and_resume_from_rows,
+    one_task_gets_one_version_under_racing_trainings,
     registry_numbers_versions_per_series,
     concurrent_trainings_never_share_a_version,
     forecasts_are_written_idempotently_per_version,

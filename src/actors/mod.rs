@@ -3,12 +3,15 @@
 //! - [`node`]: the node supervisor: the cluster transport and the role actors below it;
 //! - [`membership`]: heartbeats, the failure detector, reconnection, the live member view;
 //! - [`model`]: one actor per series: train (single flight), forecast, info;
-//! - [`model_host`]: the model actors of the series placed on this node, and routing to them.
+//! - [`model_host`]: the model actors of the series placed on this node, and routing to them;
+//! - [`scheduler`]: the cluster singleton that runs train-all jobs;
+//! - [`forecaster`]: batch forecasts, fanned out to the model actors and written in bulk.
 //!
-//! The other role actors (ingest, scheduler, forecaster, gateway) join as their issues are
-//! built.
+//! The other role actors (ingest, gateway) join as their issues are built.
 
+pub mod forecaster;
 pub mod membership;
 pub mod model;
 pub mod model_host;
 pub mod node;
+pub mod scheduler;

@@ -2,10 +2,12 @@
 //! Retraining a store is a `Train` message to this actor, wherever it lives.
 //!
 //! Steps:
-//! 1. on start, load the latest registered version, if any (no retraining);
+//! 1. on start, load the latest registered version, if any (no retraining), as the first
+//!    message the actor handles, so starting many actors at once never waits on the database;
 //! 2. `Train`: train the series (CV, final fit, registry, batch forecast) on the node's bounded
 //!    pool. One training per series at a time: a `Train` that arrives while one runs joins it
-//!    and gets the same answer;
+//!    and gets the same answer. A `Train` for a job task completes the task with the version
+//!    (the registry refuses a second version for one task, see `store::jobs`);
 //! 3. `Forecast`: forecast the days after the data from the loaded model, without refitting;
 //! 4. `Info`: the loaded version.
 //!
@@ -17,19 +19,22 @@ use chrono::NaiveDate;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
 use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
 
 use crate::bincode_message_payload;
 use crate::cluster::placement::SeriesKey;
 use crate::forecast::model::{FittedModel, ForecastPoint};
 use crate::forecast::series::Series;
 use crate::forecast::validation::Metrics;
-use crate::store::Database;
-use crate::training::{TrainSettings, forecast_after, restore, train_one};
+use crate::store::{Database, TaskRef};
+use crate::training::{TrainSettings, forecast_after, restore, train_series};
 
 /// A request to retrain.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrainRequest {
     pub traceparent: String,
+    /// The job this training is a task of, when a job asks.
+    pub job_id: Option<i64>,
 }
 
 /// A request for the days after the data.
@@ -85,6 +90,8 @@ pub enum ModelMessage {
     Info(TrainRequest, RpcReplyPort<VersionInfo>),
     /// The training started by this actor finished (sent to itself).
     TrainingFinished(TrainReply),
+    /// Load the latest registered version (sent to itself on start).
+    Load,
 }
 
 pub struct ModelActor;
@@ -93,6 +100,8 @@ pub struct ModelArguments {
     pub key: SeriesKey,
     pub database: Database,
     pub settings: Arc<TrainSettings>,
+    /// The node's training pool, shared by its model actors.
+    pub fits: Arc<Semaphore>,
 }
 
 /// The loaded version, ready to forecast.
@@ -105,9 +114,17 @@ pub struct ModelState {
     key: SeriesKey,
     database: Database,
     settings: Arc<TrainSettings>,
+    fits: Arc<Semaphore>,
     loaded: Option<Loaded>,
-    /// Callers waiting for the training in flight, if one is.
-    waiting: Option<Vec<RpcReplyPort<TrainReply>>>,
+    /// The training in flight, if one is.
+    flight: Option<Flight>,
+}
+
+/// A training in flight: the job it runs for, and the callers waiting for it with the job
+/// each asked for.
+struct Flight {
+    job_id: Option<i64>,
+    waiting: Vec<(Option<i64>, RpcReplyPort<TrainReply>)>,
 }
 
 impl Actor for ModelActor {
@@ -117,20 +134,19 @@ impl Actor for ModelActor {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         arguments: ModelArguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let mut state = ModelState {
+        // Queued before anyone else can send, so it is handled first.
+        myself.cast(ModelMessage::Load)?;
+        Ok(ModelState {
             key: arguments.key,
             database: arguments.database,
             settings: arguments.settings,
+            fits: arguments.fits,
             loaded: None,
-            waiting: None,
-        };
-        if let Err(error) = load_latest(&mut state).await {
-            tracing::warn!(store = state.key.store, %error, "cannot load the latest model version");
-        }
-        Ok(state)
+            flight: None,
+        })
     }
 
     async fn handle(
@@ -140,39 +156,22 @@ impl Actor for ModelActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
+            ModelMessage::Load => {
+                if let Err(error) = load_latest(state).await {
+                    tracing::warn!(store = state.key.store, %error, "cannot load the latest model version");
+                }
+            }
             ModelMessage::Train(request, reply) => {
-                tracing::debug!(store = state.key.store, traceparent = %request.traceparent, "train requested");
-                match &mut state.waiting {
+                tracing::debug!(store = state.key.store, job = ?request.job_id, traceparent = %request.traceparent, "train requested");
+                match &mut state.flight {
                     // Single flight: join the training that runs.
-                    Some(waiting) => waiting.push(reply),
+                    Some(flight) => flight.waiting.push((request.job_id, reply)),
                     None => {
-                        state.waiting = Some(vec![reply]);
-                        let (database, settings, store) = (
-                            state.database.clone(),
-                            Arc::clone(&state.settings),
-                            state.key.store,
-                        );
-                        tokio::spawn(async move {
-                            let reply = match train_one(&database, store, &settings).await {
-                                Ok(trained) => TrainReply {
-                                    version: Some(VersionInfo {
-                                        store,
-                                        product: settings.product.clone(),
-                                        version: trained.version,
-                                        profile: settings.profile_name.clone(),
-                                        trained_from: Some(trained.trained_from),
-                                        trained_to: Some(trained.trained_to),
-                                        metrics: Some(trained.metrics),
-                                    }),
-                                    error: None,
-                                },
-                                Err(error) => TrainReply {
-                                    version: None,
-                                    error: Some(error),
-                                },
-                            };
-                            let _ = myself.cast(ModelMessage::TrainingFinished(reply));
+                        state.flight = Some(Flight {
+                            job_id: request.job_id,
+                            waiting: vec![(request.job_id, reply)],
                         });
+                        start_training(myself, state, request.job_id);
                     }
                 }
             }
@@ -182,8 +181,33 @@ impl Actor for ModelActor {
                 {
                     tracing::warn!(store = state.key.store, %error, "trained, but cannot load the new version");
                 }
-                for waiter in state.waiting.take().unwrap_or_default() {
-                    let _ = waiter.send(reply.clone());
+                let Some(flight) = state.flight.take() else {
+                    return Ok(());
+                };
+                for (job_id, waiter) in flight.waiting {
+                    let mut answer = reply.clone();
+                    if let (Some(job_id), Some(version)) = (job_id, &reply.version)
+                        && Some(job_id) != flight.job_id
+                    {
+                        // This job's Train joined another request's training: its version
+                        // completes the job's task too.
+                        let task = TaskRef {
+                            job_id,
+                            store: state.key.store,
+                            product: state.key.product.clone(),
+                        };
+                        if let Err(error) = state
+                            .database
+                            .complete_task(&task, version.version, &state.settings.node)
+                            .await
+                        {
+                            answer = TrainReply {
+                                version: None,
+                                error: Some(error.to_string()),
+                            };
+                        }
+                    }
+                    let _ = waiter.send(answer);
                 }
             }
             ModelMessage::Forecast(request, reply) => {
@@ -201,6 +225,45 @@ impl Actor for ModelActor {
         }
         Ok(())
     }
+}
+
+/// Trains the series in a task (fits run on the node's blocking pool) and tells the actor
+/// when it is done.
+fn start_training(myself: ActorRef<ModelMessage>, state: &ModelState, job_id: Option<i64>) {
+    let (database, settings, store) = (
+        state.database.clone(),
+        Arc::clone(&state.settings),
+        state.key.store,
+    );
+    let task = job_id.map(|job_id| TaskRef {
+        job_id,
+        store,
+        product: state.key.product.clone(),
+    });
+    let fits = Arc::clone(&state.fits);
+    tokio::spawn(async move {
+        // The pool is never closed, so acquiring only waits for a free worker.
+        let _permit = fits.acquire_owned().await;
+        let reply = match train_series(&database, store, &settings, task.as_ref()).await {
+            Ok(trained) => TrainReply {
+                version: Some(VersionInfo {
+                    store,
+                    product: settings.product.clone(),
+                    version: trained.version,
+                    profile: settings.profile_name.clone(),
+                    trained_from: Some(trained.trained_from),
+                    trained_to: Some(trained.trained_to),
+                    metrics: Some(trained.metrics),
+                }),
+                error: None,
+            },
+            Err(error) => TrainReply {
+                version: None,
+                error: Some(error),
+            },
+        };
+        let _ = myself.cast(ModelMessage::TrainingFinished(reply));
+    });
 }
 
 /// Loads the newest registered version of the series, if there is one.

@@ -1,7 +1,7 @@
 //! The model host: one per node with the `models` role. It owns the model actors of the
-//! series placed on this node, starting each on its first message (it then loads the latest
-//! version from the registry; nothing is retrained) and stopping those whose series moved
-//! elsewhere when the member view changes.
+//! series placed on this node, starting each on its first message or when the node adopts
+//! the series after a view change (it then loads the latest version from the registry;
+//! nothing is retrained), and stopping those whose series moved elsewhere.
 //!
 //! Requests name a series; the host forwards them to its model actor from a task, so a long
 //! training never blocks the host. Hosts join the process group `storecast.model_host.<node>`,
@@ -14,6 +14,7 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, pg};
 use ractor_cluster::RactorClusterMessage;
 use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
 
 use super::model::{
     ForecastReply, ForecastRequest, ModelActor, ModelArguments, ModelMessage, TrainReply,
@@ -38,6 +39,8 @@ pub struct SeriesRequest {
     /// Days to forecast (forecast requests only).
     pub days: u32,
     pub traceparent: String,
+    /// The job a training is a task of (train requests only).
+    pub job_id: Option<i64>,
 }
 
 /// The series a host runs actors for.
@@ -61,6 +64,9 @@ pub enum ModelHostMessage {
     Hosted(SeriesRequest, RpcReplyPort<Hosted>),
     /// Stop the actors of series this node no longer owns (sent by the node on view changes).
     Release(Vec<u32>, String),
+    /// Start the actors of series this node now owns, so they are loaded before they are
+    /// asked (sent by the node on view changes).
+    Adopt(Vec<u32>, String),
 }
 
 pub struct ModelHost;
@@ -75,6 +81,8 @@ pub struct ModelHostState {
     node: String,
     database: Database,
     settings: Arc<TrainSettings>,
+    /// The node's training pool: one permit per worker, shared by all its model actors.
+    fits: Arc<Semaphore>,
     actors: HashMap<SeriesKey, ActorRef<ModelMessage>>,
 }
 
@@ -95,6 +103,7 @@ impl Actor for ModelHost {
         Ok(ModelHostState {
             node: arguments.node,
             database: arguments.database,
+            fits: Arc::new(Semaphore::new(arguments.settings.workers.max(1))),
             settings: arguments.settings,
             actors: HashMap::new(),
         })
@@ -111,6 +120,7 @@ impl Actor for ModelHost {
                 let actor = actor_for(&myself, state, &request).await?;
                 let train = TrainRequest {
                     traceparent: request.traceparent,
+                    job_id: request.job_id,
                 };
                 forward(
                     actor,
@@ -143,6 +153,7 @@ impl Actor for ModelHost {
                 let actor = actor_for(&myself, state, &request).await?;
                 let info = TrainRequest {
                     traceparent: request.traceparent,
+                    job_id: None,
                 };
                 forward(
                     actor,
@@ -170,6 +181,16 @@ impl Actor for ModelHost {
                     {
                         actor.stop(Some("series moved to another node".to_string()));
                     }
+                }
+            }
+            ModelHostMessage::Adopt(stores, product) => {
+                for store in stores {
+                    let request = SeriesRequest {
+                        store,
+                        product: product.clone(),
+                        ..SeriesRequest::default()
+                    };
+                    actor_for(&myself, state, &request).await?;
                 }
             }
         }
@@ -231,6 +252,7 @@ async fn actor_for(
             key: key.clone(),
             database: state.database.clone(),
             settings: Arc::clone(&state.settings),
+            fits: Arc::clone(&state.fits),
         },
         myself.get_cell(),
     )

@@ -1,21 +1,26 @@
 //! The node supervisor: one per process. It starts ractor_cluster's `NodeServer` (transport,
-//! cookie authentication, process-group sync) and the membership actor, and stops the node
-//! cleanly when asked: the membership actor leaves its group first, so peers see a departure
-//! rather than a failure.
+//! cookie authentication, process-group sync), the membership actor, and the role actors
+//! the node's roles ask for (model host, scheduler, forecaster). A role actor that fails is
+//! restarted with exponential backoff; one that keeps failing is reported as an error each
+//! time, never silently dropped. A failed transport or membership actor stops the node,
+//! loudly: a node that cannot see the cluster must not pretend to be in it. On stop, the
+//! membership actor leaves its group first, so peers see a departure rather than a failure.
 
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RactorErr, SupervisionEvent};
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RactorErr, SupervisionEvent};
 use ractor_cluster::node::NodeConnectionMode;
 use ractor_cluster::{NodeServer, NodeServerMessage, RactorMessage};
 
-use std::sync::Arc;
-
+use super::forecaster::{Forecaster, ForecasterArguments};
 use super::membership::{Membership, MembershipArguments, MembershipMessage};
 use super::model_host::{
     ModelHost, ModelHostArguments, ModelHostMessage, SeriesRequest, placement,
 };
+use super::scheduler::{Scheduler, SchedulerArguments, SchedulerSettings};
 use crate::cluster::member::{MemberInfo, MemberView, Role};
 use crate::cluster::placement::SeriesKey;
 use crate::store::Database;
@@ -32,36 +37,71 @@ pub struct NodeSettings {
     pub failure_timeout: Duration,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
-    /// What the `models` role needs; `None` on nodes without it.
-    pub models: Option<ModelsSettings>,
+    /// What the data roles (models, scheduler, forecast) need; `None` on nodes without them.
+    pub services: Option<NodeServices>,
 }
 
-/// The database and training settings of a node with the `models` role.
+/// The database and settings of the roles that work on data.
 #[derive(Debug, Clone)]
-pub struct ModelsSettings {
+pub struct NodeServices {
     pub database: Database,
     pub train: Arc<TrainSettings>,
+    pub scheduler: SchedulerSettings,
 }
 
-/// How often a model host checks that it still owns the series it runs.
+/// How often a model host checks that it runs the series placed on it.
 const REBALANCE_EVERY: Duration = Duration::from_secs(1);
+/// First and largest delay before a failed role actor is started again.
+const RESTART_MIN: Duration = Duration::from_millis(100);
+const RESTART_MAX: Duration = Duration::from_secs(30);
+/// Failures within this window count towards a role "that keeps failing".
+const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+const KEEPS_FAILING: usize = 5;
 
 /// The node supervisor.
 pub struct NodeSupervisor;
+
+/// The actors a node runs for its roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RoleActor {
+    ModelHost,
+    Scheduler,
+    Forecaster,
+}
+
+impl RoleActor {
+    fn name(self) -> &'static str {
+        match self {
+            RoleActor::ModelHost => "model host",
+            RoleActor::Scheduler => "scheduler",
+            RoleActor::Forecaster => "forecaster",
+        }
+    }
+}
 
 #[derive(RactorMessage)]
 pub enum NodeMessage {
     /// The live member view, from the membership actor.
     View(ractor::RpcReplyPort<MemberView>),
-    /// Timer: stop the model actors of series that moved to another node.
+    /// Timer: match the hosted model actors to placement.
     Rebalance,
+    /// Start a role actor again after its backoff.
+    Restart(RoleActor),
+}
+
+/// A role actor and its recent failures.
+struct RoleSlot {
+    actor: Option<ActorCell>,
+    failures: Vec<Instant>,
 }
 
 pub struct NodeState {
     me: MemberInfo,
     membership: ActorRef<MembershipMessage>,
     node_server: ActorRef<NodeServerMessage>,
-    model_host: Option<(ActorRef<ModelHostMessage>, ModelsSettings)>,
+    services: Option<NodeServices>,
+    roles: HashMap<RoleActor, RoleSlot>,
+    model_host: Option<ActorRef<ModelHostMessage>>,
     /// What the last rebalance checked: the member view and how many series were hosted.
     /// Nothing can have moved while both stay the same, so the check is skipped.
     last_rebalance: Option<(MemberView, usize)>,
@@ -107,37 +147,44 @@ impl Actor for NodeSupervisor {
             myself.get_cell(),
         )
         .await?;
-        let model_host = match (&settings.models, settings.me.has_role(Role::Models)) {
-            (Some(models), true) => {
-                let (host, _) = Actor::spawn_linked(
-                    None,
-                    ModelHost,
-                    ModelHostArguments {
-                        node: settings.me.name.clone(),
-                        database: models.database.clone(),
-                        settings: Arc::clone(&models.train),
-                    },
-                    myself.get_cell(),
-                )
-                .await?;
-                myself.send_interval(REBALANCE_EVERY, || NodeMessage::Rebalance);
-                Some((host, models.clone()))
-            }
-            _ => None,
-        };
-        tracing::info!(node = %settings.me.name, listen = %settings.listen, advertise = %settings.me.advertise, "node started");
-        Ok(NodeState {
-            me: settings.me,
+        let mut state = NodeState {
+            me: settings.me.clone(),
             membership,
             node_server,
-            model_host,
+            services: settings.services.clone(),
+            roles: HashMap::new(),
+            model_host: None,
             last_rebalance: None,
-        })
+        };
+        if state.services.is_some() {
+            let wanted = [
+                (Role::Models, RoleActor::ModelHost),
+                (Role::Scheduler, RoleActor::Scheduler),
+                (Role::Forecast, RoleActor::Forecaster),
+            ];
+            for (role, actor) in wanted {
+                if settings.me.has_role(role) {
+                    state.roles.insert(
+                        actor,
+                        RoleSlot {
+                            actor: None,
+                            failures: Vec::new(),
+                        },
+                    );
+                    start_role(&myself, &mut state, actor).await?;
+                }
+            }
+        }
+        if state.model_host.is_some() {
+            myself.send_interval(REBALANCE_EVERY, || NodeMessage::Rebalance);
+        }
+        tracing::info!(node = %settings.me.name, listen = %settings.listen, advertise = %settings.me.advertise, "node started");
+        Ok(state)
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
@@ -148,18 +195,24 @@ impl Actor for NodeSupervisor {
                 let _ = reply.send(view);
             }
             NodeMessage::Rebalance => {
-                if let Some((host, models)) = &state.model_host {
-                    let checked = release_moved_series(
+                if let (Some(host), Some(services)) = (&state.model_host, &state.services) {
+                    let checked = rebalance(
                         &state.me,
                         &state.membership,
                         host,
-                        models,
+                        services,
                         state.last_rebalance.as_ref(),
                     )
                     .await;
                     if checked.is_some() {
                         state.last_rebalance = checked;
                     }
+                }
+            }
+            NodeMessage::Restart(role) => {
+                if let Err(error) = start_role(&myself, state, role).await {
+                    // Starting failed too: count it and try again later.
+                    role_failed(&myself, state, role, &error.to_string());
                 }
             }
         }
@@ -171,8 +224,16 @@ impl Actor for NodeSupervisor {
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        // Leave the membership group before the transport goes, so peers see a departure.
         let grace = Some(Duration::from_secs(2));
+        // The scheduler hands its lease over before the node leaves.
+        for slot in state.roles.values_mut() {
+            if let Some(actor) = slot.actor.take() {
+                let _ = actor
+                    .stop_and_wait(Some("node stopping".to_string()), grace)
+                    .await;
+            }
+        }
+        // Leave the membership group before the transport goes, so peers see a departure.
         let _ = state
             .membership
             .stop_and_wait(Some("node stopping".to_string()), grace)
@@ -188,31 +249,134 @@ impl Actor for NodeSupervisor {
         &self,
         myself: ActorRef<Self::Msg>,
         event: SupervisionEvent,
-        _state: &mut Self::State,
+        state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        match event {
-            SupervisionEvent::ActorFailed(who, error) => {
-                // Restart policies come with the role actors; a failed transport or membership
-                // actor stops the node, loudly, rather than leaving it half alive.
-                tracing::error!(actor = %who.get_id(), %error, "a node actor failed; stopping the node");
-                myself.stop(Some(format!("child failed: {error}")));
-            }
+        let (who, reason) = match event {
+            SupervisionEvent::ActorFailed(who, error) => (who, error.to_string()),
             SupervisionEvent::ActorTerminated(who, _, reason) => {
-                tracing::info!(actor = %who.get_id(), reason = reason.as_deref().unwrap_or("stopped"), "node actor stopped");
+                (who, reason.unwrap_or_else(|| "stopped".to_string()))
             }
-            _ => {}
+            _ => return Ok(()),
+        };
+        let role = state
+            .roles
+            .iter()
+            .find(|(_, slot)| slot.actor.as_ref().map(ActorCell::get_id) == Some(who.get_id()))
+            .map(|(role, _)| *role);
+        match role {
+            // A role actor never stops by itself while the node runs: it failed.
+            Some(role) => role_failed(&myself, state, role, &reason),
+            None => {
+                tracing::error!(actor = %who.get_id(), %reason, "the cluster transport or membership stopped; stopping the node");
+                myself.stop(Some(format!("node actor stopped: {reason}")));
+            }
         }
         Ok(())
     }
 }
 
-/// Stops the model actors of series that placement now gives to another node; returns what
-/// it checked, or `None` when it could not check.
-async fn release_moved_series(
+/// Starts one role actor under the supervisor.
+async fn start_role(
+    myself: &ActorRef<NodeMessage>,
+    state: &mut NodeState,
+    role: RoleActor,
+) -> Result<(), ActorProcessingErr> {
+    let Some(services) = state.services.clone() else {
+        return Ok(());
+    };
+    let supervisor = myself.get_cell();
+    let cell = match role {
+        RoleActor::ModelHost => {
+            let arguments = ModelHostArguments {
+                node: state.me.name.clone(),
+                database: services.database.clone(),
+                settings: Arc::clone(&services.train),
+            };
+            let (host, _) = Actor::spawn_linked(None, ModelHost, arguments, supervisor).await?;
+            state.model_host = Some(host.clone());
+            // A fresh host runs nothing: the next rebalance adopts its series again.
+            state.last_rebalance = None;
+            host.get_cell()
+        }
+        RoleActor::Scheduler => {
+            let arguments = SchedulerArguments {
+                settings: services.scheduler.clone(),
+                database: services.database.clone(),
+                membership: state.membership.clone(),
+            };
+            let (scheduler, _) =
+                Actor::spawn_linked(None, Scheduler, arguments, supervisor).await?;
+            scheduler.get_cell()
+        }
+        RoleActor::Forecaster => {
+            let arguments = ForecasterArguments {
+                database: services.database.clone(),
+                membership: state.membership.clone(),
+            };
+            let (forecaster, _) =
+                Actor::spawn_linked(None, Forecaster, arguments, supervisor).await?;
+            forecaster.get_cell()
+        }
+    };
+    if let Some(slot) = state.roles.get_mut(&role) {
+        slot.actor = Some(cell);
+    }
+    Ok(())
+}
+
+/// Counts a role actor's failure and schedules its restart after an exponential backoff.
+fn role_failed(
+    myself: &ActorRef<NodeMessage>,
+    state: &mut NodeState,
+    role: RoleActor,
+    reason: &str,
+) {
+    let Some(slot) = state.roles.get_mut(&role) else {
+        return;
+    };
+    slot.actor = None;
+    if role == RoleActor::ModelHost {
+        state.model_host = None;
+    }
+    slot.failures.retain(|at| at.elapsed() < FAILURE_WINDOW);
+    slot.failures.push(Instant::now());
+    let failures = slot.failures.len();
+    let delay = restart_delay(failures);
+    if failures >= KEEPS_FAILING {
+        tracing::error!(
+            role = role.name(),
+            failures,
+            reason,
+            delay_ms = delay.as_millis() as u64,
+            "role keeps failing; restarting it again after a delay"
+        );
+    } else {
+        tracing::warn!(
+            role = role.name(),
+            reason,
+            delay_ms = delay.as_millis() as u64,
+            "role actor failed; restarting it"
+        );
+    }
+    myself.send_after(delay, move || NodeMessage::Restart(role));
+}
+
+/// Backoff before the `failures`-th restart within the window: 100 ms, 200 ms, ... 30 s.
+fn restart_delay(failures: usize) -> Duration {
+    let doublings = u32::try_from(failures.saturating_sub(1))
+        .unwrap_or(u32::MAX)
+        .min(16);
+    (RESTART_MIN * 2u32.pow(doublings)).min(RESTART_MAX)
+}
+
+/// Matches the hosted actors to placement: stops the actors of series placement now gives
+/// to another node and starts those of series it gives to this one. Returns what it
+/// checked, or `None` when it could not check.
+async fn rebalance(
     me: &MemberInfo,
     membership: &ActorRef<MembershipMessage>,
     host: &ActorRef<ModelHostMessage>,
-    models: &ModelsSettings,
+    models: &NodeServices,
     last: Option<&(MemberView, usize)>,
 ) -> Option<(MemberView, usize)> {
     let view = ractor::call_t!(membership, MembershipMessage::GetView, 1_000).ok()?;
@@ -220,26 +384,32 @@ async fn release_moved_series(
     let hosted = ractor::call_t!(host, ModelHostMessage::Hosted, 1_000, request).ok()?;
     let checked = (view, hosted.series.len());
     // The series list is read from the database only when something could have moved.
-    if hosted.series.is_empty() || last == Some(&checked) {
+    if last == Some(&checked) {
         return Some(checked);
     }
     let view = &checked.0;
     let product = &models.train.product;
     let stores = models.database.stores_with_sales(product).await.ok()?;
     let keys: Vec<SeriesKey> = stores
-        .into_iter()
-        .map(|store| SeriesKey::new(store, product.clone()))
+        .iter()
+        .map(|store| SeriesKey::new(*store, product.clone()))
         .collect();
     let placement = placement(view, &keys);
-    let moved: Vec<u32> = hosted
+    let owned: BTreeSet<u32> = stores
+        .iter()
+        .copied()
+        .filter(|store| {
+            placement.owner(&SeriesKey::new(*store, product.clone())) == Some(me.name.as_str())
+        })
+        .collect();
+    let hosted: BTreeSet<u32> = hosted
         .series
         .iter()
-        .filter(|(store, series_product)| {
-            placement.owner(&SeriesKey::new(*store, series_product.clone()))
-                != Some(me.name.as_str())
-        })
+        .filter(|(_, series_product)| series_product == product)
         .map(|(store, _)| *store)
         .collect();
+    let moved: Vec<u32> = hosted.difference(&owned).copied().collect();
+    let gained: Vec<u32> = owned.difference(&hosted).copied().collect();
     if !moved.is_empty() {
         tracing::info!(
             count = moved.len(),
@@ -247,5 +417,23 @@ async fn release_moved_series(
         );
         let _ = host.cast(ModelHostMessage::Release(moved, product.clone()));
     }
+    if !gained.is_empty() {
+        tracing::info!(count = gained.len(), "adopting series placed on this node");
+        let _ = host.cast(ModelHostMessage::Adopt(gained, product.clone()));
+    }
     Some(checked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restarts_back_off_exponentially_up_to_a_cap() {
+        assert_eq!(restart_delay(1), Duration::from_millis(100));
+        assert_eq!(restart_delay(2), Duration::from_millis(200));
+        assert_eq!(restart_delay(4), Duration::from_millis(800));
+        assert_eq!(restart_delay(20), RESTART_MAX);
+        assert_eq!(restart_delay(usize::MAX), RESTART_MAX);
+    }
 }

@@ -12,10 +12,13 @@ use ractor::{Actor, ActorRef};
 use super::node::node_settings;
 use crate::actors::model_host::{ModelHostMessage, SeriesRequest, owner_host, placement};
 use crate::actors::node::{NodeMessage, NodeSupervisor};
+use crate::actors::scheduler::{self, JobReply, JobRequest, SchedulerMessage};
 use crate::cluster::member::{MemberView, Role};
 use crate::cluster::placement::SeriesKey;
 use crate::config::{Config, Override};
-use crate::store::Database;
+use crate::store::{Database, Job};
+
+use super::progress::ProgressLine;
 
 /// How long the client waits for a cluster with a model host to show up.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(20);
@@ -30,6 +33,17 @@ pub enum ClusterCommand {
     Retrain(SeriesArgs),
     /// Forecasts one store on the node that owns it, from its latest model version.
     Forecast(SeriesArgs),
+    /// Starts a train-all job on the cluster's scheduler and follows it to the end.
+    TrainAll(TrainAllArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrainAllArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Print the job id and return at once instead of following the job.
+    #[arg(long)]
+    pub no_wait: bool,
 }
 
 #[derive(Debug, Args)]
@@ -56,6 +70,7 @@ impl ClusterCommand {
         let client = match self {
             ClusterCommand::Status(client) => client,
             ClusterCommand::Retrain(series) | ClusterCommand::Forecast(series) => &series.client,
+            ClusterCommand::TrainAll(train_all) => &train_all.client,
         };
         let mut overrides = vec![
             Override::new("cluster.roles", ""),
@@ -75,7 +90,7 @@ pub async fn run(command: ClusterCommand, config: &Config) -> anyhow::Result<()>
     if config.cluster.seeds.is_empty() {
         anyhow::bail!("no seeds to join through: pass --seeds HOST:PORT (or set cluster.seeds)");
     }
-    let settings = node_settings(&config.cluster)?;
+    let settings = node_settings(&config.cluster, 0)?;
     let (node, handle) = Actor::spawn(None, NodeSupervisor, settings)
         .await
         .context("cannot start the cluster client")?;
@@ -85,6 +100,7 @@ pub async fn run(command: ClusterCommand, config: &Config) -> anyhow::Result<()>
             ClusterCommand::Status(_) => status(&view).await,
             ClusterCommand::Retrain(series) => retrain(config, &view, &series).await,
             ClusterCommand::Forecast(series) => forecast(config, &view, &series).await,
+            ClusterCommand::TrainAll(args) => train_all(config, &args).await,
         }
     }
     .await;
@@ -185,6 +201,7 @@ async fn retrain(config: &Config, view: &MemberView, series: &SeriesArgs) -> any
         product: config.load.product.clone(),
         days: series.days,
         traceparent: String::new(),
+        job_id: None,
     };
     let reply = ractor::call_t!(host, ModelHostMessage::Train, TRAIN_TIMEOUT_MS, request)
         .map_err(|error| anyhow::anyhow!("node {owner} did not answer: {error}"))?;
@@ -215,6 +232,7 @@ async fn forecast(config: &Config, view: &MemberView, series: &SeriesArgs) -> an
         product: config.load.product.clone(),
         days: series.days,
         traceparent: String::new(),
+        job_id: None,
     };
     let reply = ractor::call_t!(host, ModelHostMessage::Forecast, 60_000, request)
         .map_err(|error| anyhow::anyhow!("node {owner} did not answer: {error}"))?;
@@ -236,4 +254,103 @@ async fn forecast(config: &Config, view: &MemberView, series: &SeriesArgs) -> an
         );
     }
     Ok(())
+}
+
+async fn train_all(config: &Config, args: &TrainAllArgs) -> anyhow::Result<()> {
+    let (job_id, created) = start_train_all(JOIN_TIMEOUT).await?;
+    if created {
+        println!("train-all job {job_id} started");
+    } else {
+        println!("train-all job {job_id} is already running; following it");
+    }
+    if args.no_wait {
+        return Ok(());
+    }
+    let database = Database::connect(&config.database).await?;
+    let job = follow_job(&database, job_id).await;
+    database.close().await;
+    let job = job?;
+    println!("{}", describe_job(&job));
+    if job.state != "succeeded" {
+        anyhow::bail!("job {job_id} {}", job.state);
+    }
+    Ok(())
+}
+
+/// Asks the leading scheduler to start a train-all job, waiting up to `timeout` for one to
+/// lead. Returns the job's id and whether it is new.
+pub async fn start_train_all(timeout: Duration) -> anyhow::Result<(i64, bool)> {
+    let started = Instant::now();
+    let mut last_error = "no scheduler in the cluster".to_string();
+    while started.elapsed() < timeout {
+        for scheduler in ractor::pg::get_members(&scheduler::GROUP.to_string()) {
+            let scheduler: ActorRef<SchedulerMessage> = scheduler.into();
+            match ractor::call_t!(
+                scheduler,
+                SchedulerMessage::StartTrainAll,
+                30_000,
+                JobRequest::default()
+            ) {
+                Ok(JobReply {
+                    job_id: Some(id),
+                    created,
+                    ..
+                }) => return Ok((id, created)),
+                Ok(reply) => last_error = reply.error.unwrap_or_default(),
+                Err(error) => last_error = format!("scheduler unreachable: {error}"),
+            }
+        }
+        // Leadership is settling (a lease to take or expire): ask again shortly.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    anyhow::bail!("cannot start a train-all job: {last_error}")
+}
+
+/// Follows a job's rows until it ends, drawing its progress; returns the finished job.
+pub async fn follow_job(database: &Database, id: i64) -> anyhow::Result<Job> {
+    let mut progress = ProgressLine::new("series trained");
+    let mut forecasting_shown = false;
+    loop {
+        let job = database
+            .job(id)
+            .await?
+            .with_context(|| format!("job {id} does not exist"))?;
+        let finished = usize::try_from(job.succeeded + job.failed).unwrap_or(0);
+        progress.update(
+            finished,
+            usize::try_from(job.failed).unwrap_or(0),
+            usize::try_from(job.total).unwrap_or(0),
+        );
+        if job.phase == "forecasting" && !forecasting_shown {
+            eprintln!("writing batch forecasts");
+            forecasting_shown = true;
+        }
+        if !job.is_active() {
+            return Ok(job);
+        }
+        // The job lives in other processes; its rows are the only thing to watch.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// One line on how a job ended.
+pub fn describe_job(job: &Job) -> String {
+    let took = match (job.started_at, job.finished_at) {
+        (Some(started), Some(finished)) => {
+            format!(" in {:.1} s", (finished - started).as_seconds_f64())
+        }
+        _ => String::new(),
+    };
+    format!(
+        "job {} {}{took}: {} of {} series trained, {} failed{}",
+        job.id,
+        job.state,
+        job.succeeded,
+        job.total,
+        job.failed,
+        job.error
+            .as_ref()
+            .map(|error| format!(" ({error})"))
+            .unwrap_or_default()
+    )
 }

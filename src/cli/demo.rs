@@ -1,24 +1,30 @@
 //! `storecast demo`: the whole system on its embedded defaults, in one command.
 //!
 //! Steps: take data (generated, or a Rossmann file given with `--data`); load it into the
-//! configured database (a SQLite file by default) as `storecast load` does; train every
-//! series (cross-validation, final fit, registry) and print next week's forecasts. Later
-//! capabilities (the cluster, streaming ingest, the web page) join this command as they are
-//! built.
+//! configured database (a SQLite file by default) as `storecast load` does; start a cluster
+//! node with every role in this process; run a train-all job through its scheduler (each
+//! series trained by its model actor: cross-validation, final fit, registry; then batch
+//! forecasts by the forecaster); print where the series live and next week's forecasts.
+//! Later capabilities (streaming ingest, the web page) join this command as they are built.
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
+use ractor::{Actor, ActorRef, pg};
 
+use super::cluster::{describe_job, follow_job, start_train_all};
 use super::dataset::describe_sales;
 use super::load::{load_rows, read_sales_blocking, yesterday};
+use super::node::{node_services, node_settings};
 use super::thousands;
+use crate::actors::model_host::{self, ModelHostMessage, SeriesRequest};
+use crate::actors::node::NodeSupervisor;
+use crate::cluster::member::Role;
 use crate::config::{Config, redact_url};
 use crate::dataset::synth::{SynthOptions, generate};
 use crate::store::Database;
-use crate::training::train_stores;
 
 /// Stores listed one by one in the summary; the rest are counted.
 const STORES_SHOWN: usize = 10;
@@ -78,78 +84,144 @@ pub async fn run(args: DemoArgs, config: &Config) -> anyhow::Result<()> {
         config.load.months,
     );
 
-    let stores: Vec<u32> = {
-        let mut stores: Vec<u32> = report.window.rows.iter().map(|row| row.store).collect();
-        stores.dedup();
-        stores
-    };
-    let settings = super::train::settings(config)?;
-    let started = Instant::now();
-    let outcomes = train_stores(&database, &stores, &settings, |_| {}).await;
-    let trained: Vec<_> = outcomes
+    // One node with every role, alone in its cluster: the scheduler, model host and
+    // forecaster do the work exactly as they do on a cluster of many.
+    let mut node_config = config.clone();
+    node_config.cluster.name = "demo".to_string();
+    node_config.cluster.listen = "127.0.0.1:0".to_string();
+    node_config.cluster.seeds = Vec::new();
+    node_config.cluster.roles = Role::ALL
         .iter()
-        .filter_map(|outcome| {
-            outcome
-                .result
-                .as_ref()
-                .ok()
-                .map(|version| (outcome.store, version))
-        })
+        .map(|role| role.name().to_string())
         .collect();
+    // The demo trains now, on demand; the weekly slot must not fire a second job.
+    node_config.scheduler.train_all_at = String::new();
+    let mut settings = node_settings(&node_config.cluster, node_config.train.worker_count())?;
+    settings.services = node_services(&node_config, &settings.me).await?;
+    let (node, handle) = Actor::spawn(None, NodeSupervisor, settings)
+        .await
+        .context("cannot start the demo node")?;
+    let roles: Vec<&str> = Role::ALL.iter().map(|role| role.name()).collect();
     println!(
-        "4. trained   {} of {} series with profile {} (5-split CV + final fit) in {:.2} s",
-        trained.len(),
-        stores.len(),
-        settings.profile_name,
-        started.elapsed().as_secs_f64()
+        "4. cluster   node `demo` started with roles {}",
+        roles.join(", ")
     );
-    for outcome in &outcomes {
-        if let Err(error) = &outcome.result {
-            println!("             store {}: {error}", outcome.store);
-        }
-    }
 
-    println!(
-        "5. forecasts next {} days, written to forecast_results\n",
-        settings.horizon_days
-    );
-    let dates: Vec<String> = trained
-        .first()
-        .map(|(_, version)| {
-            version
-                .forecast
-                .iter()
-                .map(|point| point.date.format("%a %d").to_string())
-                .collect()
-        })
-        .unwrap_or_default();
-    println!(
-        "   store  version  CV MAPE  {}",
-        dates
-            .iter()
-            .map(|date| format!("{date:>7}"))
-            .collect::<String>()
-    );
-    for (store, version) in trained.iter().take(STORES_SHOWN) {
-        let days: String = version
-            .forecast
-            .iter()
-            .map(|point| format!("{:>7.0}", point.yhat))
-            .collect();
-        println!(
-            "   {store:>5}  {:>7}  {:>6.1}%  {days}",
-            version.version,
-            100.0 * version.metrics.mape
-        );
-    }
-    if trained.len() > STORES_SHOWN {
-        println!("   ... and {} more", trained.len() - STORES_SHOWN);
-    }
+    let outcome = train_and_show(&database, config).await;
+    node.stop(Some("demo done".to_string()));
+    let _ = handle.await;
+    outcome?;
+
     println!(
         "\nthe data and models are in {}; try `storecast forecast --store {}` or `storecast train --all`",
         redact_url(&config.database.url),
-        stores.first().copied().unwrap_or(1)
+        report.window.rows.first().map_or(1, |row| row.store)
     );
     database.close().await;
     Ok(())
+}
+
+/// Trains every series through the node's scheduler, then shows where they live and what
+/// they forecast.
+async fn train_and_show(database: &Database, config: &Config) -> anyhow::Result<()> {
+    let (job_id, _) = start_train_all(Duration::from_secs(30)).await?;
+    println!(
+        "5. training  train-all job {job_id}: the scheduler sends each series to its model actor"
+    );
+    let job = follow_job(database, job_id).await?;
+    println!("             {}", describe_job(&job));
+
+    let mut placed = Vec::new();
+    for host in pg::get_members(&model_host::group("demo")) {
+        let host: ActorRef<ModelHostMessage> = host.into();
+        let hosted = ractor::call_t!(
+            host,
+            ModelHostMessage::Hosted,
+            5_000,
+            SeriesRequest::default()
+        )
+        .context("the model host does not answer")?;
+        placed.push(hosted);
+    }
+    println!("6. placement where the series' model actors live:");
+    for hosted in &placed {
+        let stores: Vec<u32> = hosted.series.iter().map(|(store, _)| *store).collect();
+        println!(
+            "             node {}: {} series (stores {})",
+            hosted.node,
+            stores.len(),
+            describe_stores(&stores)
+        );
+    }
+
+    let product = &config.load.product;
+    let stores = database.stores_with_sales(product).await?;
+    let mut shown = Vec::new();
+    for store in stores.iter().take(STORES_SHOWN) {
+        let forecast = database.latest_forecast(*store, product).await?;
+        if !forecast.is_empty() {
+            shown.push((*store, forecast));
+        }
+    }
+    println!(
+        "7. forecasts next {} days, written to forecast_results by the forecaster\n",
+        config.train.horizon_days
+    );
+    let dates: String = shown
+        .first()
+        .map(|(_, days)| {
+            days.iter()
+                .map(|day| format!("{:>7}", day.record.date.format("%a %d")))
+                .collect()
+        })
+        .unwrap_or_default();
+    println!("   store  version  {dates}");
+    for (store, days) in &shown {
+        let values: String = days
+            .iter()
+            .map(|day| format!("{:>7.0}", day.record.yhat))
+            .collect();
+        let version = days.first().map_or(0, |day| day.record.model_version);
+        println!("   {store:>5}  {version:>7}  {values}");
+    }
+    if stores.len() > shown.len() {
+        println!("   ... and {} more", stores.len() - shown.len());
+    }
+    if job.state != "succeeded" {
+        anyhow::bail!("{}", describe_job(&job));
+    }
+    Ok(())
+}
+
+/// Stores as compact ranges: "1-5, 8, 10-12".
+fn describe_stores(stores: &[u32]) -> String {
+    let mut ranges: Vec<(u32, u32)> = Vec::new();
+    for &store in stores {
+        match ranges.last_mut() {
+            Some((_, end)) if *end + 1 == store => *end = store,
+            _ => ranges.push((store, store)),
+        }
+    }
+    ranges
+        .iter()
+        .map(|(start, end)| {
+            if start == end {
+                start.to_string()
+            } else {
+                format!("{start}-{end}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe_stores;
+
+    #[test]
+    fn stores_read_as_ranges() {
+        assert_eq!(describe_stores(&[1, 2, 3, 5, 7, 8]), "1-3, 5, 7-8");
+        assert_eq!(describe_stores(&[]), "");
+    }
 }

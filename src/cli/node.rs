@@ -11,9 +11,11 @@ use ractor::Actor;
 
 use std::sync::Arc;
 
-use crate::actors::node::{ModelsSettings, NodeSettings, NodeSupervisor};
+use crate::actors::node::{NodeServices, NodeSettings, NodeSupervisor};
+use crate::actors::scheduler::SchedulerSettings;
 use crate::cluster::member::{MemberInfo, Role};
 use crate::config::{ClusterConfig, Config, Override};
+use crate::schedule::WeeklySlot;
 use crate::store::Database;
 
 /// Cookie used on loopback when none is configured: nodes on one machine only.
@@ -54,16 +56,8 @@ impl NodeArgs {
 }
 
 pub async fn run(_args: NodeArgs, config: &Config) -> anyhow::Result<()> {
-    let mut settings = node_settings(&config.cluster)?;
-    if settings.me.has_role(Role::Models) {
-        let database = Database::connect(&config.database).await?;
-        let mut train = super::train::settings(config)?;
-        train.node = settings.me.name.clone();
-        settings.models = Some(ModelsSettings {
-            database,
-            train: Arc::new(train),
-        });
-    }
+    let mut settings = node_settings(&config.cluster, config.train.worker_count())?;
+    settings.services = node_services(config, &settings.me).await?;
     let name = settings.me.name.clone();
     let (node, mut handle) = Actor::spawn(None, NodeSupervisor, settings)
         .await
@@ -83,8 +77,39 @@ pub async fn run(_args: NodeArgs, config: &Config) -> anyhow::Result<()> {
     }
 }
 
+/// Connects the database and resolves the settings of the data roles, when the node has
+/// one of them (models, scheduler, forecast).
+pub async fn node_services(
+    config: &Config,
+    me: &MemberInfo,
+) -> anyhow::Result<Option<NodeServices>> {
+    let data_roles = [Role::Models, Role::Scheduler, Role::Forecast];
+    if !data_roles.iter().any(|role| me.has_role(*role)) {
+        return Ok(None);
+    }
+    let database = Database::connect(&config.database).await?;
+    let mut train = super::train::settings(config)?;
+    train.node = me.name.clone();
+    let scheduler = SchedulerSettings {
+        node: me.name.clone(),
+        product: train.product.clone(),
+        profile: train.profile_name.clone(),
+        horizon_days: train.horizon_days,
+        weekly: WeeklySlot::parse(&config.scheduler.train_all_at)
+            .map_err(|error| anyhow::anyhow!("scheduler.train_all_at: {error}"))?,
+        lease: Duration::from_millis(config.scheduler.lease_ms),
+        in_flight_per_worker: config.scheduler.in_flight_per_worker,
+        max_attempts: config.scheduler.max_attempts,
+    };
+    Ok(Some(NodeServices {
+        database,
+        train: Arc::new(train),
+        scheduler,
+    }))
+}
+
 /// Resolves the cluster configuration into what the node supervisor needs.
-pub fn node_settings(cluster: &ClusterConfig) -> anyhow::Result<NodeSettings> {
+pub fn node_settings(cluster: &ClusterConfig, workers: usize) -> anyhow::Result<NodeSettings> {
     let listen: SocketAddr = cluster
         .listen
         .to_socket_addrs()
@@ -128,6 +153,7 @@ pub fn node_settings(cluster: &ClusterConfig) -> anyhow::Result<NodeSettings> {
             advertise,
             roles,
             incarnation,
+            workers: u32::try_from(workers).unwrap_or(u32::MAX),
         },
         listen,
         cookie,
@@ -138,7 +164,7 @@ pub fn node_settings(cluster: &ClusterConfig) -> anyhow::Result<NodeSettings> {
         reconnect_max: Duration::from_millis(
             cluster.reconnect_max_ms.max(cluster.reconnect_min_ms),
         ),
-        models: None,
+        services: None,
     })
 }
 

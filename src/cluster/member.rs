@@ -58,6 +58,9 @@ pub struct MemberInfo {
     /// When this incarnation of the node started (ms since the epoch): a restarted node is
     /// the same member with a newer incarnation.
     pub incarnation: u64,
+    /// Series this node fits at once (its training pool); the scheduler keeps about twice
+    /// as many trainings in flight on it.
+    pub workers: u32,
 }
 
 impl MemberInfo {
@@ -121,6 +124,7 @@ mod tests {
             advertise: "127.0.0.1:7400".to_string(),
             roles: vec![Role::Models, Role::Gateway],
             incarnation: 42,
+            workers: 4,
         };
         assert_eq!(MemberInfo::from_bytes(info.clone().into_bytes()), info);
         assert_eq!(MemberInfo::from_bytes(vec![0xff, 0xff]).name, "");

@@ -3,9 +3,11 @@
 //! Two backends stand behind one [`Database`]: PostgreSQL (production, `postgres://`) and
 //! SQLite (the embedded default, `sqlite:`). Each has its own migrations under
 //! `migrations/<backend>/`, applied on connect, describing the same tables. One file per
-//! table family holds the queries: [`sales`], [`models`] (the registry), [`forecasts`].
+//! table family holds the queries: [`sales`], [`models`] (the registry), [`forecasts`],
+//! [`jobs`] (jobs, tasks and the scheduler's lease).
 
 pub mod forecasts;
+pub mod jobs;
 pub mod models;
 pub mod sales;
 
@@ -21,7 +23,8 @@ use sqlx::{ConnectOptions, Connection};
 use crate::config::{DatabaseConfig, redact_url};
 
 pub use forecasts::{ForecastRecord, StoredForecast};
-pub use models::{ModelVersion, NewModelVersion};
+pub use jobs::{Fence, Job, JobKind, NewJob, Task, TaskRef};
+pub use models::{ModelVersion, NewModelVersion, Registered};
 pub use sales::SalesSummary;
 
 /// A connected, migrated database.
@@ -47,6 +50,18 @@ pub enum StoreError {
     },
     #[error("stored {what} cannot be read: {reason}")]
     Corrupt { what: String, reason: String },
+    #[error("the {lease} lease is no longer held by {holder} at epoch {epoch}")]
+    LeaseLost {
+        lease: String,
+        holder: String,
+        epoch: i64,
+    },
+    #[error("job {job_id} has no task for store {store} ({product})")]
+    NoSuchTask {
+        job_id: i64,
+        store: u32,
+        product: String,
+    },
     #[error("database error while {doing}: {error}")]
     Query {
         doing: &'static str,

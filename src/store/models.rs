@@ -2,11 +2,11 @@
 //!
 //! Versions of a series are numbered 1, 2, ... without gaps or duplicates, even when several
 //! trainings of the same series commit at once: on PostgreSQL the allocation runs under a
-//! per-series advisory lock; on SQLite writes are serialised by the database itself and the
-//! allocation is a single statement.
+//! per-series advisory lock; on SQLite writes are serialised by the database itself.
 
 use chrono::{DateTime, NaiveDate, Utc};
 
+use super::jobs::{TaskRef, on_pool};
 use super::{Database, StoreError};
 use crate::forecast::validation::Metrics;
 
@@ -23,6 +23,25 @@ pub struct NewModelVersion<'a> {
     pub trained_to: NaiveDate,
     /// The node that trained it.
     pub node: &'a str,
+    /// The job task this version completes, if a job asked for it.
+    pub task: Option<&'a TaskRef>,
+}
+
+/// What registering a version did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registered {
+    /// A new version with this number.
+    New(i32),
+    /// Nothing: the job task was already completed, by this version.
+    AlreadyDone(i32),
+}
+
+impl Registered {
+    pub fn version(self) -> i32 {
+        match self {
+            Registered::New(version) | Registered::AlreadyDone(version) => version,
+        }
+    }
 }
 
 /// A stored version.
@@ -82,9 +101,16 @@ const COLUMNS_SQLITE: &str = "store, product, version, profile, params, metrics,
 
 impl Database {
     /// Writes a new version of a series and returns its number.
-    pub async fn insert_model_version(&self, new: &NewModelVersion<'_>) -> Result<i32, StoreError> {
+    ///
+    /// With `new.task`, the version is the result of that job task: the task is completed in
+    /// the same transaction, and when it is already completed nothing is written and the
+    /// task's version comes back as [`Registered::AlreadyDone`]. So one job never registers
+    /// two versions of a series, whichever nodes train it.
+    pub async fn insert_model_version(
+        &self,
+        new: &NewModelVersion<'_>,
+    ) -> Result<Registered, StoreError> {
         let doing = "registering a model version";
-        let fail = StoreError::query(doing);
         let metrics = serde_json::to_string(&new.metrics).map_err(|error| StoreError::Corrupt {
             what: "metrics".to_string(),
             reason: error.to_string(),
@@ -93,22 +119,71 @@ impl Database {
             what: "store id".to_string(),
             reason: format!("{} is out of range", new.store),
         })?;
-        match self {
-            Database::Postgres(pool) => {
-                let mut tx = pool.begin().await.map_err(fail)?;
-                // Serialise allocations per series; released at commit.
-                sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+        let (lock, insert) = match self {
+            // Serialise allocations per series; released at commit. SQLite's write
+            // transaction already serialises everything.
+            Database::Postgres(_) => (
+                Some("SELECT pg_advisory_xact_lock($1, hashtext($2))"),
+                "INSERT INTO model_versions (store, product, version, profile, params, metrics, \
+                 trained_from, trained_to, trained_at, node) \
+                 SELECT $1, $2, COALESCE(MAX(version), 0) + 1, $3, $4, $5::jsonb, $6, $7, $8, $9 \
+                 FROM model_versions WHERE store = $1 AND product = $2 RETURNING version",
+            ),
+            Database::Sqlite(_) => (
+                None,
+                "INSERT INTO model_versions (store, product, version, profile, params, metrics, \
+                 trained_from, trained_to, trained_at, node) \
+                 SELECT $1, $2, COALESCE(MAX(version), 0) + 1, $3, $4, $5, $6, $7, $8, $9 \
+                 FROM model_versions WHERE store = $1 AND product = $2 RETURNING version",
+            ),
+        };
+        let task_sql = match self {
+            Database::Postgres(_) => {
+                "SELECT state, model_version FROM job_tasks \
+                 WHERE job_id = $1 AND store = $2 AND product = $3 FOR UPDATE"
+            }
+            Database::Sqlite(_) => {
+                "SELECT state, model_version FROM job_tasks \
+                 WHERE job_id = $1 AND store = $2 AND product = $3"
+            }
+        };
+        let now = Utc::now();
+        on_pool!(self, pool => {
+            let mut tx = pool
+                .begin_with(self.begin_write_sql())
+                .await
+                .map_err(StoreError::query(doing))?;
+            if let Some(lock) = lock {
+                sqlx::query(lock)
                     .bind(store)
                     .bind(new.product)
                     .execute(&mut *tx)
                     .await
                     .map_err(StoreError::query(doing))?;
-                let version: i32 = sqlx::query_scalar(
-                    "INSERT INTO model_versions (store, product, version, profile, params, metrics, \
-                     trained_from, trained_to, node) \
-                     SELECT $1, $2, COALESCE(MAX(version), 0) + 1, $3, $4, $5::jsonb, $6, $7, $8 \
-                     FROM model_versions WHERE store = $1 AND product = $2 RETURNING version",
-                )
+            }
+            if let Some(task) = new.task {
+                let row: Option<(String, Option<i32>)> = sqlx::query_as(task_sql)
+                    .bind(task.job_id)
+                    .bind(store)
+                    .bind(&task.product)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(StoreError::query(doing))?;
+                match row {
+                    None => {
+                        return Err(StoreError::NoSuchTask {
+                            job_id: task.job_id,
+                            store: new.store,
+                            product: task.product.clone(),
+                        });
+                    }
+                    Some((state, Some(version))) if state == "succeeded" => {
+                        return Ok(Registered::AlreadyDone(version));
+                    }
+                    Some(_) => {}
+                }
+            }
+            let version: i32 = sqlx::query_scalar(insert)
                 .bind(store)
                 .bind(new.product)
                 .bind(new.profile)
@@ -116,32 +191,30 @@ impl Database {
                 .bind(&metrics)
                 .bind(new.trained_from)
                 .bind(new.trained_to)
+                .bind(now)
                 .bind(new.node)
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(StoreError::query(doing))?;
-                tx.commit().await.map_err(StoreError::query(doing))?;
-                Ok(version)
+            if let Some(task) = new.task {
+                sqlx::query(
+                    "UPDATE job_tasks SET state = 'succeeded', model_version = $4, node = $5, \
+                     error = NULL, updated_at = $6 \
+                     WHERE job_id = $1 AND store = $2 AND product = $3",
+                )
+                .bind(task.job_id)
+                .bind(store)
+                .bind(&task.product)
+                .bind(version)
+                .bind(new.node)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::query(doing))?;
             }
-            Database::Sqlite(pool) => sqlx::query_scalar(
-                "INSERT INTO model_versions (store, product, version, profile, params, metrics, \
-                 trained_from, trained_to, trained_at, node) \
-                 SELECT ?1, ?2, COALESCE(MAX(version), 0) + 1, ?3, ?4, ?5, ?6, ?7, ?8, ?9 \
-                 FROM model_versions WHERE store = ?1 AND product = ?2 RETURNING version",
-            )
-            .bind(store)
-            .bind(new.product)
-            .bind(new.profile)
-            .bind(new.params)
-            .bind(&metrics)
-            .bind(new.trained_from)
-            .bind(new.trained_to)
-            .bind(Utc::now())
-            .bind(new.node)
-            .fetch_one(pool)
-            .await
-            .map_err(fail),
-        }
+            tx.commit().await.map_err(StoreError::query(doing))?;
+            Ok(Registered::New(version))
+        })
     }
 
     /// The newest version of a series, if it was ever trained.
@@ -173,6 +246,30 @@ impl Database {
             }
         }
         .map_err(StoreError::query(doing))?;
+        row.map(Row::into_version).transpose()
+    }
+
+    /// One version of a series, if it exists.
+    pub async fn model_version(
+        &self,
+        store: u32,
+        product: &str,
+        version: i32,
+    ) -> Result<Option<ModelVersion>, StoreError> {
+        let columns = match self {
+            Database::Postgres(_) => COLUMNS_POSTGRES,
+            Database::Sqlite(_) => COLUMNS_SQLITE,
+        };
+        let sql = format!(
+            "SELECT {columns} FROM model_versions WHERE store = $1 AND product = $2 AND version = $3"
+        );
+        let row: Option<Row> = on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(i64::from(store) as i32)
+            .bind(product)
+            .bind(version)
+            .fetch_optional(pool)
+            .await)
+        .map_err(StoreError::query("reading a model version"))?;
         row.map(Row::into_version).transpose()
     }
 
