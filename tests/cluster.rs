@@ -17,8 +17,8 @@ fn start(dir: &std::path::Path, name: &str, address: &str, seeds: &[&str]) -> No
         format!("cluster.heartbeat_ms={HEARTBEAT_MS}"),
         format!("cluster.failure_timeout_ms={FAILURE_TIMEOUT_MS}"),
         "cluster.reconnect_max_ms=1000".to_string(),
-        // Membership alone: no `models` role, so no database to share between the processes.
-        "cluster.roles=ingest,scheduler,forecast,gateway".to_string(),
+        // Membership alone: no data role (models, scheduler, forecast), so no database.
+        "cluster.roles=ingest,gateway".to_string(),
     ]
     .into_iter()
     .flat_map(|setting| ["--set".to_string(), setting])

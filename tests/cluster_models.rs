@@ -17,6 +17,8 @@ fn common_settings() -> Vec<String> {
         "cluster.heartbeat_ms=200",
         "cluster.failure_timeout_ms=2500",
         "train.profile=reference",
+        // No weekly job may fire while the test runs.
+        "scheduler.train_all_at=",
     ]
     .iter()
     .flat_map(|setting| ["--set".to_string(), setting.to_string()])
