@@ -8,6 +8,7 @@
 //! - [`config`]: layered configuration (defaults < file < `STORECAST_*` env < flags);
 //! - [`dataset`]: Kaggle's Rossmann files, the loader's window, the synthetic generator;
 //! - [`forecast`]: the forecast engine (Prophet fits with a native optimizer), a pure library;
+//! - [`metrics`]: process-wide gauges and counters in the Prometheus text format;
 //! - [`random`]: a seeded generator whose output never changes (synthetic data, intervals);
 //! - [`schedule`]: when the weekly job fires (pure time arithmetic);
 //! - [`store`]: the database (PostgreSQL or SQLite) and all SQL;
@@ -24,6 +25,7 @@ pub mod cluster;
 pub mod config;
 pub mod dataset;
 pub mod forecast;
+pub mod metrics;
 pub mod random;
 pub mod schedule;
 pub mod store;

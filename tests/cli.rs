@@ -299,11 +299,17 @@ fn demo_generates_loads_trains_and_forecasts() {
         "{text}"
     );
     assert!(text.contains("sqlite:storecast.db"), "{text}");
+    assert!(text.contains("4. cluster   node `demo` started"), "{text}");
+    assert!(text.contains("5. training  train-all job 1"), "{text}");
     assert!(
-        text.contains("4. trained   12 of 12 series with profile default"),
+        text.contains("job 1 succeeded") && text.contains("12 of 12 series trained, 0 failed"),
         "{text}"
     );
-    assert!(text.contains("5. forecasts next 7 days"), "{text}");
+    assert!(
+        text.contains("node demo: 12 series (stores 1-12)"),
+        "{text}"
+    );
+    assert!(text.contains("7. forecasts next 7 days"), "{text}");
     assert!(text.contains("... and 2 more"), "{text}");
     assert!(dir.path().join("storecast.db").is_file());
     let first_store = |text: &str| -> Vec<String> {
@@ -316,16 +322,14 @@ fn demo_generates_loads_trains_and_forecasts() {
     };
     let first = first_store(&text);
     assert_eq!(first[1], "1", "version 1 on the first run: {text}");
-    assert_eq!(
-        first.len(),
-        3 + 7,
-        "store, version, MAPE and 7 days: {first:?}"
-    );
+    assert_eq!(first.len(), 2 + 7, "store, version and 7 days: {first:?}");
 
     // Running it again replaces the data and registers version 2 with the same forecast.
     let again = run(storecast(dir.path()).args(["demo", "--stores", "12", "--days", "200"]));
     assert!(again.status.success(), "{}", stderr(&again));
-    let second = first_store(&stdout(&again));
+    let again = stdout(&again);
+    assert!(again.contains("train-all job 2"), "{again}");
+    let second = first_store(&again);
     assert_eq!(second[1], "2");
     assert_eq!(second[2..], first[2..]);
 }

@@ -9,7 +9,8 @@
 //!    others see it leave;
 //! 3. dial every seed and every departed peer that is not connected, with exponential
 //!    backoff per address, so a restarted or healed node rejoins by itself;
-//! 4. log the view whenever it changes. `GetView` answers the current view.
+//! 4. log the view whenever it changes and publish it as metrics (`storecast_cluster_members`,
+//!    `storecast_cluster_members_by_role`). `GetView` answers the current view.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -17,7 +18,8 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent, pg};
 use ractor_cluster::{NodeServerMessage, RactorClusterMessage};
 
-use crate::cluster::member::{MemberInfo, MemberView};
+use crate::cluster::member::{MemberInfo, MemberView, Role};
+use crate::metrics;
 
 /// The process group every node's membership actor joins.
 pub const GROUP: &str = "storecast.membership";
@@ -308,6 +310,57 @@ fn log_view_change(state: &mut MembershipState) {
     let view = state.view();
     if view != state.last_view {
         tracing::info!("cluster view: {view}");
+        record_view(&view);
         state.last_view = view;
+    }
+}
+
+/// Publishes the view as metrics: members, members per role, and one more view change.
+fn record_view(view: &MemberView) {
+    metrics::set(metrics::CLUSTER_MEMBERS, &[], view.members.len() as f64);
+    for role in Role::ALL {
+        let count = view.with_role(role).len() as f64;
+        metrics::set(
+            metrics::CLUSTER_MEMBERS_BY_ROLE,
+            &[("role", role.name())],
+            count,
+        );
+    }
+    metrics::add(metrics::CLUSTER_VIEW_CHANGES, &[], 1.0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_view_is_published_as_metrics() {
+        let member = |name: &str, roles: Vec<Role>| MemberInfo {
+            name: name.to_string(),
+            advertise: format!("{name}:7400"),
+            roles,
+            ..MemberInfo::default()
+        };
+        record_view(&MemberView {
+            members: vec![
+                member("a", vec![Role::Models, Role::Scheduler]),
+                member("b", vec![Role::Models]),
+                member("client", Vec::new()),
+            ],
+        });
+        let text = metrics::render();
+        assert!(text.contains("storecast_cluster_members 3\n"), "{text}");
+        assert!(
+            text.contains("storecast_cluster_members_by_role{role=\"models\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("storecast_cluster_members_by_role{role=\"scheduler\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("storecast_cluster_members_by_role{role=\"gateway\"} 0\n"),
+            "{text}"
+        );
     }
 }

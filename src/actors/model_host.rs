@@ -23,6 +23,7 @@ use super::model::{
 use crate::bincode_message_payload;
 use crate::cluster::member::{MemberView, Role};
 use crate::cluster::placement::{DEFAULT_LOAD_FACTOR, Placement, SeriesKey};
+use crate::metrics;
 use crate::store::Database;
 use crate::training::TrainSettings;
 
@@ -194,6 +195,7 @@ impl Actor for ModelHost {
                 }
             }
         }
+        metrics::set(metrics::MODEL_ACTORS, &[], state.actors.len() as f64);
         Ok(())
     }
 

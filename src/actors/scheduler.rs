@@ -33,6 +33,7 @@ use super::model_host::{self, ModelHostMessage, SeriesRequest, placement};
 use crate::bincode_message_payload;
 use crate::cluster::member::{MemberView, Role};
 use crate::cluster::placement::{Placement, SeriesKey};
+use crate::metrics;
 use crate::schedule::WeeklySlot;
 use crate::store::jobs::SCHEDULER_LEASE;
 use crate::store::{Database, Fence, Job, JobKind, NewJob, StoreError, TaskRef};
@@ -206,6 +207,8 @@ impl Actor for Scheduler {
             // The database may be away for a moment: the next tick tries again.
             Err(error) => tracing::warn!(%error, "scheduler step failed; retrying next tick"),
         }
+        let leading = if state.fence.is_some() { 1.0 } else { 0.0 };
+        metrics::set(metrics::SCHEDULER_LEADER, &[], leading);
         Ok(())
     }
 
