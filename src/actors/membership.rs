@@ -18,7 +18,11 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent, pg};
 use ractor_cluster::{NodeServerMessage, RactorClusterMessage};
 
+use serde::{Deserialize, Serialize};
+use tokio_rustls::TlsConnector;
+
 use crate::cluster::member::{MemberInfo, MemberView, Role};
+use crate::cluster::tls;
 use crate::metrics;
 
 /// The process group every node's membership actor joins.
@@ -36,18 +40,30 @@ pub struct MembershipArguments {
     pub failure_timeout: Duration,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
+    /// Dial over TLS with this connector. The node server then runs in isolated mode, so
+    /// this actor also dials the peers its peers know (see `Hello`).
+    pub tls: Option<TlsConnector>,
 }
+
+/// A heartbeat's answer: who the peer is, and the nodes it sees (name, address).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    pub me: MemberInfo,
+    pub peers: Vec<(String, String)>,
+}
+
+crate::bincode_message_payload!(Hello);
 
 /// Messages of the membership actor; `Ping` and `GetView` cross the network.
 #[derive(RactorClusterMessage)]
 pub enum MembershipMessage {
-    /// A peer's heartbeat: it says who it is, the answer says who we are.
+    /// A peer's heartbeat: it says who it is, the answer says who we are and whom we see.
     #[rpc]
-    Ping(MemberInfo, RpcReplyPort<MemberInfo>),
+    Ping(MemberInfo, RpcReplyPort<Hello>),
     /// Timer: heartbeat, failure check, dialling.
     Tick,
     /// A peer (by actor id, as text) answered our heartbeat.
-    Answered(String, MemberInfo),
+    Answered(String, Hello),
     /// The live members.
     #[rpc]
     GetView(RpcReplyPort<MemberView>),
@@ -64,6 +80,8 @@ struct Peer {
 struct Dial {
     next_attempt: Instant,
     delay: Duration,
+    /// A failure was logged at info level; the next ones are debug until it answers.
+    reported: bool,
 }
 
 pub struct MembershipState {
@@ -72,6 +90,8 @@ pub struct MembershipState {
     peers: HashMap<String, Peer>,
     /// Addresses of every peer ever seen: dialled again when they go away.
     known_addresses: BTreeMap<String, String>,
+    /// Nodes our peers see, by name (with TLS only: the transport does not dial them).
+    learned: BTreeMap<String, String>,
     dials: HashMap<String, Dial>,
     last_view: MemberView,
 }
@@ -118,6 +138,7 @@ impl Actor for Membership {
             arguments,
             peers: HashMap::new(),
             known_addresses: BTreeMap::new(),
+            learned: BTreeMap::new(),
             dials: HashMap::new(),
             last_view: MemberView::default(),
         })
@@ -131,9 +152,27 @@ impl Actor for Membership {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             MembershipMessage::Ping(_peer, reply) => {
-                let _ = reply.send(state.arguments.me.clone());
+                let peers = state
+                    .view()
+                    .members
+                    .into_iter()
+                    .filter(|member| !member.roles.is_empty())
+                    .map(|member| (member.name, member.advertise))
+                    .collect();
+                let _ = reply.send(Hello {
+                    me: state.arguments.me.clone(),
+                    peers,
+                });
             }
-            MembershipMessage::Answered(id, info) => {
+            MembershipMessage::Answered(id, hello) => {
+                if state.arguments.tls.is_some() {
+                    for (name, address) in hello.peers {
+                        if name != state.arguments.me.name {
+                            state.learned.insert(name, address);
+                        }
+                    }
+                }
+                let info = hello.me;
                 if info.name.is_empty() || info.name == state.arguments.me.name {
                     return Ok(());
                 }
@@ -224,8 +263,8 @@ fn ping(
     let (myself, me) = (myself.clone(), state.arguments.me.clone());
     tokio::spawn(async move {
         let id = peer.get_id().to_string();
-        if let Ok(info) = ractor::call_t!(peer, MembershipMessage::Ping, timeout, me) {
-            let _ = myself.cast(MembershipMessage::Answered(id, info));
+        if let Ok(hello) = ractor::call_t!(peer, MembershipMessage::Ping, timeout, me) {
+            let _ = myself.cast(MembershipMessage::Answered(id, hello));
         }
     });
 }
@@ -276,31 +315,75 @@ async fn close_session(node_server: &ActorRef<NodeServerMessage>, id: &str) -> O
     name
 }
 
-/// Dials seeds and departed peers that are not connected, with per-address backoff.
+/// Dials seeds, departed peers and (with TLS) the nodes our peers see, when no session to
+/// them exists, with per-address backoff.
 async fn dial(state: &mut MembershipState) {
-    let connected = state.connected_addresses();
-    let me = state.arguments.me.advertise.clone();
+    let mut connected = state.connected_addresses();
+    if let Ok(sessions) = ractor::call_t!(
+        state.arguments.node_server,
+        NodeServerMessage::GetSessions,
+        1_000
+    ) {
+        connected.extend(
+            sessions
+                .values()
+                .filter_map(|session| session.peer_name.as_ref())
+                .map(|peer| peer.connection_string.clone()),
+        );
+    }
+    let me = state.arguments.me.clone();
     let mut targets: Vec<String> = state.arguments.seeds.clone();
     targets.extend(state.known_addresses.values().cloned());
+    // Of two nodes that learn of each other, only the one with the lower name dials, so a
+    // pair never opens two sessions at once.
+    targets.extend(
+        state
+            .learned
+            .iter()
+            .filter(|(name, _)| me.name < **name)
+            .map(|(_, address)| address.clone()),
+    );
     targets.sort();
     targets.dedup();
     let now = Instant::now();
     for address in targets
         .into_iter()
-        .filter(|address| *address != me && !connected.contains(address))
+        .filter(|address| *address != me.advertise && !connected.contains(address))
     {
         let (min, max) = (state.arguments.reconnect_min, state.arguments.reconnect_max);
         let entry = state.dials.entry(address.clone()).or_insert(Dial {
             next_attempt: now,
             delay: min,
+            reported: false,
         });
         if entry.next_attempt > now {
             continue;
         }
         entry.next_attempt = now + entry.delay;
         entry.delay = (entry.delay * 2).min(max);
-        match ractor_cluster::client_connect(&state.arguments.node_server, address.as_str()).await {
+        let node_server = &state.arguments.node_server;
+        let dialled = match &state.arguments.tls {
+            None => ractor_cluster::client_connect(node_server, address.as_str())
+                .await
+                .map_err(|error| error.to_string()),
+            Some(connector) => match tls::server_name(&address) {
+                Ok(name) => ractor_cluster::client_connect_enc(
+                    node_server,
+                    address.as_str(),
+                    connector.clone(),
+                    name,
+                )
+                .await
+                .map_err(|error| error.to_string()),
+                Err(error) => Err(error.to_string()),
+            },
+        };
+        match dialled {
             Ok(()) => tracing::debug!(%address, "dialled"),
+            Err(error) if !entry.reported => {
+                entry.reported = true;
+                tracing::info!(%address, %error, "cannot reach; retrying with backoff");
+            }
             Err(error) => tracing::debug!(%address, %error, "cannot reach"),
         }
     }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RactorErr, SupervisionEvent};
 use ractor_cluster::node::NodeConnectionMode;
-use ractor_cluster::{NodeServer, NodeServerMessage, RactorMessage};
+use ractor_cluster::{IncomingEncryptionMode, NodeServer, NodeServerMessage, RactorMessage};
 
 use super::forecaster::{Forecaster, ForecasterArguments};
 use super::membership::{Membership, MembershipArguments, MembershipMessage};
@@ -23,6 +23,7 @@ use super::model_host::{
 use super::scheduler::{Scheduler, SchedulerArguments, SchedulerSettings};
 use crate::cluster::member::{MemberInfo, MemberView, Role};
 use crate::cluster::placement::SeriesKey;
+use crate::cluster::tls::NodeTls;
 use crate::store::Database;
 use crate::training::TrainSettings;
 
@@ -37,6 +38,8 @@ pub struct NodeSettings {
     pub failure_timeout: Duration,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
+    /// TLS between nodes, when configured.
+    pub tls: Option<NodeTls>,
     /// What the data roles (models, scheduler, forecast) need; `None` on nodes without them.
     pub services: Option<NodeServices>,
 }
@@ -122,13 +125,22 @@ impl Actor for NodeSupervisor {
             .advertise
             .rsplit_once(':')
             .map_or(settings.me.advertise.clone(), |(host, _)| host.to_string());
+        // With TLS, the membership actor dials the peers the transport would dial in plain
+        // TCP in transitive mode.
+        let (encryption, mode) = match &settings.tls {
+            Some(tls) => (
+                Some(IncomingEncryptionMode::Tls(tls.acceptor.clone())),
+                NodeConnectionMode::Isolated,
+            ),
+            None => (None, NodeConnectionMode::Transitive),
+        };
         let server = NodeServer::new(
             settings.listen.port(),
             settings.cookie.clone(),
             settings.me.name.clone(),
             advertise_host,
-            None,
-            Some(NodeConnectionMode::Transitive),
+            encryption,
+            Some(mode),
         )
         .with_listen_addr(settings.listen.ip());
         let (node_server, _) = Actor::spawn_linked(None, server, (), myself.get_cell()).await?;
@@ -143,6 +155,7 @@ impl Actor for NodeSupervisor {
                 failure_timeout: settings.failure_timeout,
                 reconnect_min: settings.reconnect_min,
                 reconnect_max: settings.reconnect_max,
+                tls: settings.tls.as_ref().map(|tls| tls.connector.clone()),
             },
             myself.get_cell(),
         )

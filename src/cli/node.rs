@@ -14,6 +14,7 @@ use std::sync::Arc;
 use crate::actors::node::{NodeServices, NodeSettings, NodeSupervisor};
 use crate::actors::scheduler::SchedulerSettings;
 use crate::cluster::member::{MemberInfo, Role};
+use crate::cluster::tls::NodeTls;
 use crate::config::{ClusterConfig, Config, Override};
 use crate::schedule::WeeklySlot;
 use crate::store::Database;
@@ -164,6 +165,7 @@ pub fn node_settings(cluster: &ClusterConfig, workers: usize) -> anyhow::Result<
         reconnect_max: Duration::from_millis(
             cluster.reconnect_max_ms.max(cluster.reconnect_min_ms),
         ),
+        tls: NodeTls::load(&cluster.tls_cert, &cluster.tls_key, &cluster.tls_ca)?,
         services: None,
     })
 }

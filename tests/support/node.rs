@@ -84,6 +84,19 @@ impl NodeProcess {
         }
     }
 
+    /// Every line the node has logged so far, reading what has arrived without waiting.
+    pub fn log_so_far(&mut self) -> &[String] {
+        while let Ok(line) = self.lines.try_recv() {
+            self.log.push(line);
+        }
+        &self.log
+    }
+
+    /// Whether a line read so far (by `wait_for`) contains `needle`.
+    pub fn logged(&self, needle: &str) -> bool {
+        self.log.iter().any(|line| line.contains(needle))
+    }
+
     pub fn signal(&self, signal: i32) {
         // SAFETY: sending a signal to our own child process.
         let result = unsafe { libc::kill(self.child.id() as i32, signal) };
