@@ -174,6 +174,19 @@ impl Database {
         }))
     }
 
+    /// Who holds the lease `name`, at which epoch, and whether it is still unexpired.
+    pub async fn lease(&self, name: &str) -> Result<Option<(String, i64, bool)>, StoreError> {
+        let sql = format!(
+            "SELECT holder, epoch, expires_at > {} FROM leases WHERE name = $1",
+            self.now_ms_sql()
+        );
+        on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(name)
+            .fetch_optional(pool)
+            .await)
+        .map_err(StoreError::query("reading a lease"))
+    }
+
     /// Gives a lease up, so the next holder need not wait for it to expire.
     pub async fn release_lease(&self, fence: &Fence) -> Result<(), StoreError> {
         on_pool!(self, pool => sqlx::query(
