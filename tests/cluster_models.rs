@@ -164,3 +164,102 @@ async fn retrains_reach_the_owner_and_a_dead_owners_series_answer_from_a_survivo
         "no retraining"
     );
 }
+
+#[tokio::test]
+async fn a_stopping_node_finishes_its_training_and_leaves() {
+    let Some(url) = support::postgres::fresh_database("cluster_models_drain") else {
+        return;
+    };
+    let database = Database::connect(&support::database_config(&url))
+        .await
+        .unwrap();
+    // Two years of data and the default profile: a training long enough to stop a node in.
+    let data = generate(&SynthOptions {
+        stores: 6,
+        days: 800,
+        seed: 3,
+        ..SynthOptions::default()
+    })
+    .unwrap();
+    database
+        .replace_sales("product_A", &data.sales)
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let names = ["alpha", "bravo"];
+    let addresses: Vec<String> = names.iter().map(|_| free_address()).collect();
+    let global = vec![
+        "--database-url".to_string(),
+        url.clone(),
+        "--log-level".to_string(),
+        "info,storecast::actors::model=debug,ractor=warn,ractor_cluster=warn".to_string(),
+    ];
+    let settings: Vec<String> = common_settings()
+        .into_iter()
+        .map(|setting| setting.replace("train.profile=reference", "train.profile=default"))
+        .collect();
+    let mut alpha = NodeProcess::start(dir.path(), &global, "alpha", &addresses[0], &[], &settings);
+    let mut bravo = NodeProcess::start(
+        dir.path(),
+        &global,
+        "bravo",
+        &addresses[1],
+        &[&addresses[0]],
+        &settings,
+    );
+    for node in [&mut alpha, &mut bravo] {
+        node.wait_for(&["cluster view: 2 members [alpha, bravo]"]);
+    }
+    let keys: Vec<SeriesKey> = (1..=6)
+        .map(|store| SeriesKey::new(store, "product_A"))
+        .collect();
+    let hosts = vec!["alpha".to_string(), "bravo".to_string()];
+    let placement = Placement::compute(&keys, &hosts, DEFAULT_LOAD_FACTOR);
+    let store = (1..=6)
+        .find(|store| placement.owner(&SeriesKey::new(*store, "product_A")) == Some("bravo"))
+        .unwrap()
+        .to_string();
+
+    let retrain = support::storecast(dir.path())
+        .args([
+            "--database-url",
+            &url,
+            "cluster",
+            "retrain",
+            "--store",
+            &store,
+        ])
+        .args(["--seeds", &addresses[0]])
+        .args(common_settings())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    bravo.wait_for(&["train requested"]);
+    bravo.signal(libc::SIGTERM);
+    bravo.wait_for(&["finishing the trainings in flight"]);
+    alpha.wait_for(&["member left member=bravo"]);
+
+    let output = tokio::task::spawn_blocking(move || retrain.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("version 1 trained on node bravo"),
+        "{stdout}"
+    );
+    bravo.wait_for(&["stopped"]);
+    let status = bravo.child.wait().unwrap();
+    assert!(status.success(), "bravo exited with {status}");
+    assert!(
+        !alpha.logged("member down member=bravo"),
+        "a departure, not a failure"
+    );
+}

@@ -14,7 +14,9 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, pg};
 use ractor_cluster::RactorClusterMessage;
 use serde::{Deserialize, Serialize};
-use tokio::sync::Semaphore;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use tokio::sync::{Notify, Semaphore};
 
 use super::model::{
     ForecastReply, ForecastRequest, ModelActor, ModelArguments, ModelMessage, TrainReply,
@@ -76,6 +78,7 @@ pub struct ModelHostArguments {
     pub node: String,
     pub database: Database,
     pub settings: Arc<TrainSettings>,
+    pub gate: Arc<TrainingGate>,
 }
 
 pub struct ModelHostState {
@@ -84,6 +87,7 @@ pub struct ModelHostState {
     settings: Arc<TrainSettings>,
     /// The node's training pool: one permit per worker, shared by all its model actors.
     fits: Arc<Semaphore>,
+    gate: Arc<TrainingGate>,
     actors: HashMap<SeriesKey, ActorRef<ModelMessage>>,
 }
 
@@ -106,6 +110,7 @@ impl Actor for ModelHost {
             database: arguments.database,
             fits: Arc::new(Semaphore::new(arguments.settings.workers.max(1))),
             settings: arguments.settings,
+            gate: arguments.gate,
             actors: HashMap::new(),
         })
     }
@@ -118,6 +123,16 @@ impl Actor for ModelHost {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             ModelHostMessage::Train(request, reply) => {
+                let Some(pass) = state.gate.enter() else {
+                    let _ = reply.send(TrainReply {
+                        version: None,
+                        error: Some(format!(
+                            "{STOPPING} node {} takes no new training",
+                            state.node
+                        )),
+                    });
+                    return Ok(());
+                };
                 let actor = actor_for(&myself, state, &request).await?;
                 let train = TrainRequest {
                     traceparent: request.traceparent,
@@ -131,6 +146,7 @@ impl Actor for ModelHost {
                         version: None,
                         error: Some(reason),
                     },
+                    Some(pass),
                 );
             }
             ModelHostMessage::Forecast(request, reply) => {
@@ -148,6 +164,7 @@ impl Actor for ModelHost {
                         points: Vec::new(),
                         error: Some(reason),
                     },
+                    None,
                 );
             }
             ModelHostMessage::Info(request, reply) => {
@@ -161,6 +178,7 @@ impl Actor for ModelHost {
                     |port| ModelMessage::Info(info, port),
                     reply,
                     |_| VersionInfo::default(),
+                    None,
                 );
             }
             ModelHostMessage::Hosted(_, reply) => {
@@ -218,12 +236,14 @@ impl Actor for ModelHost {
 }
 
 /// Forwards a request to a model actor from a task, so the host never waits on a training,
-/// and sends back the answer, or `failed(reason)` when the actor does not give one.
+/// and sends back the answer, or `failed(reason)` when the actor does not give one. A
+/// training holds its `pass` until it is answered.
 fn forward<Reply>(
     actor: ActorRef<ModelMessage>,
     request: impl FnOnce(RpcReplyPort<Reply>) -> ModelMessage + Send + 'static,
     reply: RpcReplyPort<Reply>,
     failed: impl FnOnce(String) -> Reply + Send + 'static,
+    pass: Option<TrainingPass>,
 ) where
     Reply: Send + std::fmt::Debug + 'static,
 {
@@ -234,7 +254,70 @@ fn forward<Reply>(
             Err(error) => failed(format!("model actor unreachable: {error}")),
         };
         let _ = reply.send(answer);
+        drop(pass);
     });
+}
+
+/// How a host's refusal to train while its node stops begins; the scheduler sends such a
+/// series again elsewhere without counting an attempt.
+pub const STOPPING: &str = "stopping:";
+
+/// The trainings a node runs, shared by its model host and its supervisor: on shutdown the
+/// supervisor closes the gate (new trainings are refused) and waits for those in flight.
+#[derive(Debug, Default)]
+pub struct TrainingGate {
+    closed: AtomicBool,
+    running: AtomicUsize,
+    idle: Notify,
+}
+
+/// A training let through the gate; it counts as running until dropped.
+pub struct TrainingPass(Arc<TrainingGate>);
+
+impl Drop for TrainingPass {
+    fn drop(&mut self) {
+        if self.0.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+impl TrainingGate {
+    /// Lets a training in, unless the gate is closed.
+    pub fn enter(self: &Arc<Self>) -> Option<TrainingPass> {
+        self.running.fetch_add(1, Ordering::AcqRel);
+        let pass = TrainingPass(Arc::clone(self));
+        // Checked after counting, so `wait_idle` never misses a training that got in.
+        (!self.closed.load(Ordering::Acquire)).then_some(pass)
+    }
+
+    /// Refuses new trainings from now on.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
+    /// Trainings in flight.
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::Acquire)
+    }
+
+    /// Waits until no training runs, or `grace` passed; true when none runs.
+    pub async fn wait_idle(&self, grace: Duration) -> bool {
+        tokio::time::timeout(grace, async {
+            loop {
+                let idle = self.idle.notified();
+                tokio::pin!(idle);
+                // Registered before the check, so a notification in between is not lost.
+                idle.as_mut().enable();
+                if self.running() == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        })
+        .await
+        .is_ok()
+    }
 }
 
 /// The actor of the request's series, started (and loaded from the registry) if needed.

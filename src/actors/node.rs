@@ -3,8 +3,12 @@
 //! the node's roles ask for (model host, scheduler, forecaster). A role actor that fails is
 //! restarted with exponential backoff; one that keeps failing is reported as an error each
 //! time, never silently dropped. A failed transport or membership actor stops the node,
-//! loudly: a node that cannot see the cluster must not pretend to be in it. On stop, the
-//! membership actor leaves its group first, so peers see a departure rather than a failure.
+//! loudly: a node that cannot see the cluster must not pretend to be in it.
+//!
+//! Graceful stop (SIGTERM, Ctrl-C): stop taking work (the scheduler hands its lease over,
+//! the model host refuses new trainings), leave the membership group so peers see a
+//! departure and route elsewhere, finish the trainings in flight (up to a grace period; the
+//! transport stays up so their answers arrive), then stop the transport.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -18,7 +22,7 @@ use ractor_cluster::{IncomingEncryptionMode, NodeServer, NodeServerMessage, Ract
 use super::forecaster::{Forecaster, ForecasterArguments};
 use super::membership::{Membership, MembershipArguments, MembershipMessage};
 use super::model_host::{
-    ModelHost, ModelHostArguments, ModelHostMessage, SeriesRequest, placement,
+    ModelHost, ModelHostArguments, ModelHostMessage, SeriesRequest, TrainingGate, placement,
 };
 use super::scheduler::{Scheduler, SchedulerArguments, SchedulerSettings};
 use crate::cluster::member::{MemberInfo, MemberView, Role};
@@ -60,6 +64,10 @@ const RESTART_MAX: Duration = Duration::from_secs(30);
 /// Failures within this window count towards a role "that keeps failing".
 const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 const KEEPS_FAILING: usize = 5;
+/// Longest a stopping node waits for its trainings in flight.
+const DRAIN_GRACE: Duration = Duration::from_secs(30);
+/// How long the transport stays up after the last training answered.
+const TRANSPORT_LINGER: Duration = Duration::from_millis(300);
 
 /// The node supervisor.
 pub struct NodeSupervisor;
@@ -105,6 +113,8 @@ pub struct NodeState {
     services: Option<NodeServices>,
     roles: HashMap<RoleActor, RoleSlot>,
     model_host: Option<ActorRef<ModelHostMessage>>,
+    /// Trainings in flight on this node, closed and drained on shutdown.
+    trainings: Arc<TrainingGate>,
     /// What the last rebalance checked: the member view and how many series were hosted.
     /// Nothing can have moved while both stay the same, so the check is skipped.
     last_rebalance: Option<(MemberView, usize)>,
@@ -167,6 +177,7 @@ impl Actor for NodeSupervisor {
             services: settings.services.clone(),
             roles: HashMap::new(),
             model_host: None,
+            trainings: Arc::new(TrainingGate::default()),
             last_rebalance: None,
         };
         if state.services.is_some() {
@@ -238,23 +249,41 @@ impl Actor for NodeSupervisor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let grace = Some(Duration::from_secs(2));
-        // The scheduler hands its lease over before the node leaves.
+        let reason = || Some("node stopping".to_string());
+        // 1. Stop taking work: the scheduler hands its lease over, the model host refuses
+        //    new trainings.
+        if let Some(scheduler) = state
+            .roles
+            .get_mut(&RoleActor::Scheduler)
+            .and_then(|slot| slot.actor.take())
+        {
+            let _ = scheduler.stop_and_wait(reason(), grace).await;
+        }
+        state.trainings.close();
+        // 2. Leave: peers see a departure and send new work elsewhere; the transport stays
+        //    up, so the answers of what runs here still reach their callers.
+        let _ = state.membership.stop_and_wait(reason(), grace).await;
+        // 3. Finish what runs (a job's series that does not finish in time is sent to its
+        //    new owner by the scheduler).
+        let running = state.trainings.running();
+        if running > 0 {
+            tracing::info!(running, "finishing the trainings in flight before stopping");
+            if !state.trainings.wait_idle(DRAIN_GRACE).await {
+                tracing::warn!(
+                    running = state.trainings.running(),
+                    "trainings still running after the grace period; stopping anyway"
+                );
+            }
+            // The last answers are queued in the transport's session actors; stopping the
+            // transport drops what is queued, so give them a moment to be written.
+            tokio::time::sleep(TRANSPORT_LINGER).await;
+        }
         for slot in state.roles.values_mut() {
             if let Some(actor) = slot.actor.take() {
-                let _ = actor
-                    .stop_and_wait(Some("node stopping".to_string()), grace)
-                    .await;
+                let _ = actor.stop_and_wait(reason(), grace).await;
             }
         }
-        // Leave the membership group before the transport goes, so peers see a departure.
-        let _ = state
-            .membership
-            .stop_and_wait(Some("node stopping".to_string()), grace)
-            .await;
-        let _ = state
-            .node_server
-            .stop_and_wait(Some("node stopping".to_string()), grace)
-            .await;
+        let _ = state.node_server.stop_and_wait(reason(), grace).await;
         Ok(())
     }
 
@@ -304,6 +333,7 @@ async fn start_role(
                 node: state.me.name.clone(),
                 database: services.database.clone(),
                 settings: Arc::clone(&services.train),
+                gate: Arc::clone(&state.trainings),
             };
             let (host, _) = Actor::spawn_linked(None, ModelHost, arguments, supervisor).await?;
             state.model_host = Some(host.clone());

@@ -141,6 +141,8 @@ struct RunningJob {
     pending: BTreeSet<u32>,
     /// Series sent and not answered: the node and the attempt.
     in_flight: HashMap<u32, Dispatch>,
+    /// Failed trainings per series (a node leaving or stopping is not the series' failure).
+    failures: HashMap<u32, u32>,
     /// Placement of the job's series, for the view it was computed from.
     placement: Option<(MemberView, Placement)>,
     /// A batch of forecasts was asked for and has not answered.
@@ -401,6 +403,7 @@ async fn resume(database: &Database, fence: &Fence, job: &Job) -> Result<Running
         stores,
         pending,
         in_flight: HashMap::new(),
+        failures: HashMap::new(),
         placement: None,
         forecasting: false,
         last_progress: None,
@@ -545,7 +548,12 @@ async fn task_answered(
     job.in_flight.remove(&answer.store);
     if answer.version.is_none() {
         let error = answer.error.unwrap_or_else(|| "no version".to_string());
-        let give_up = answer.attempt >= state.settings.max_attempts as i32;
+        // A node that stops refuses new trainings: not the series' fault.
+        let failures = job.failures.entry(answer.store).or_default();
+        if !error.starts_with(model_host::STOPPING) {
+            *failures += 1;
+        }
+        let give_up = *failures >= state.settings.max_attempts;
         tracing::warn!(job = job.id, store = answer.store, attempt = answer.attempt, give_up, %error, "training failed");
         let task = task_ref(job, answer.store);
         state

@@ -145,6 +145,11 @@ async fn status(view: &MemberView) -> anyhow::Result<()> {
         .filter(|member| !member.roles.is_empty())
         .collect();
     println!("{} nodes", nodes.len());
+    // The rule the schedulers follow: the live scheduler-role member with the lowest name.
+    match view.with_role(Role::Scheduler).first() {
+        Some(leader) => println!("scheduler: led by {}", leader.name),
+        None => println!("scheduler: no node has the scheduler role"),
+    }
     for member in nodes {
         let roles: Vec<&str> = member.roles.iter().map(|role| role.name()).collect();
         let hosted = match pg_host(&member.name) {
