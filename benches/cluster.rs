@@ -6,7 +6,7 @@
 //! 1. **train-all** of the 1,115 stores with the `default` profile on 1, 2 and 3 nodes, each
 //!    on a fresh database (every series trains version 1): the job's own time (its row's
 //!    `started_at` to `finished_at`), the client's wall time (`storecast cluster train-all`
-//!    start to exit), fits/s, CPU seconds each node process spent during the job
+//!    start to exit), series/s (each series is 6 fits: 5 CV splits + the final fit), CPU seconds each node process spent during the job
 //!    (utime + stime from `/proc/PID/stat`), and how many series each node trained;
 //! 2. **failover**: with 3 nodes and every series trained, one node fails and the bench times
 //!    how long until a series it owned answers a forecast through a survivor. The bench
@@ -819,7 +819,7 @@ impl Report {
         println!("### train-all, 1,115 series, fresh database (every series version 1)");
         println!();
         println!(
-            "| nodes | job time (started -> finished) | client wall time | fits/s | CPU s per node during the job | series trained per node |"
+            "| nodes | job time (started -> finished) | client wall time | series/s | CPU s per node during the job | series trained per node |"
         );
         println!("| ---: | ---: | ---: | ---: | --- | --- |");
         for row in &self.train_all {

@@ -554,7 +554,8 @@ mod tests {
         assert_eq!(config.database.max_connections, 4, "env beats file");
         assert_eq!(config.load.months, 9, "flag beats env");
         assert_eq!(
-            config.log.level, "info,ractor=warn,ractor_cluster=warn,ractor_cluster::node::node_session=error",
+            config.log.level,
+            "info,ractor=warn,ractor_cluster=warn,ractor_cluster::node::node_session=error",
             "untouched keys keep defaults"
         );
     }
