@@ -6,8 +6,9 @@
 //! 1. **train-all** of the 1,115 stores with the `default` profile on 1, 2 and 3 nodes, each
 //!    on a fresh database (every series trains version 1): the job's own time (its row's
 //!    `started_at` to `finished_at`), the client's wall time (`storecast cluster train-all`
-//!    start to exit), series/s (each series is 6 fits: 5 CV splits + the final fit), CPU seconds each node process spent during the job
-//!    (utime + stime from `/proc/PID/stat`), and how many series each node trained;
+//!    start to exit), series/s (each series is 6 fits: 5 CV splits and the final fit), CPU
+//!    seconds each node process spent during the job (utime + stime from `/proc/PID/stat`),
+//!    and how many series each node trained;
 //! 2. **failover**: with 3 nodes and every series trained, one node fails and the bench times
 //!    how long until a series it owned answers a forecast through a survivor. The bench
 //!    process joins the cluster itself as a role-less client node (as `storecast cluster`
