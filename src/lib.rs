@@ -8,6 +8,7 @@
 //! - [`config`]: layered configuration (defaults < file < `STORECAST_*` env < flags);
 //! - [`dataset`]: Kaggle's Rossmann files, the loader's window, the synthetic generator;
 //! - [`forecast`]: the forecast engine (Prophet fits with a native optimizer), a pure library;
+//! - [`ingest`]: the sale messages streamed through Kafka, parsed and checked;
 //! - [`metrics`]: process-wide gauges and counters in the Prometheus text format;
 //! - [`random`]: a seeded generator whose output never changes (synthetic data, intervals);
 //! - [`schedule`]: when the weekly job fires (pure time arithmetic);
@@ -25,6 +26,7 @@ pub mod cluster;
 pub mod config;
 pub mod dataset;
 pub mod forecast;
+pub mod ingest;
 pub mod metrics;
 pub mod random;
 pub mod schedule;
