@@ -584,7 +584,87 @@ async fn one_task_gets_one_version_under_racing_trainings(database: Database) {
     );
 }
 
+async fn ingest_batches_upsert_and_replay_changes_nothing(database: Database) {
+    use storecast::ingest::message::Sale;
+    use storecast::store::ingest::Reject;
+    database
+        .replace_sales("product_A", &sample_rows(2, 10))
+        .await
+        .unwrap();
+    let before = database.series_sales(1, "product_A").await.unwrap();
+    let last = before.last().unwrap().clone();
+    let next_day = last.date.succ_opt().unwrap();
+    let sale = |store: u32, date: NaiveDate, sales: u32| Sale {
+        product: "product_A".to_string(),
+        row: SalesRow {
+            store,
+            day_of_week: date.format("%u").to_string().parse().unwrap(),
+            date,
+            sales,
+            ..last.clone()
+        },
+    };
+    let batch = vec![
+        sale(1, next_day, 100),
+        sale(1, last.date, 7), // corrects a stored day
+        sale(2, next_day, 50),
+        sale(2, next_day, 55), // a later message for the same day wins
+    ];
+    let reject = Reject {
+        topic: "sale_rossman_store".to_string(),
+        partition: 3,
+        offset: 42,
+        payload: b"{oops".to_vec(),
+        reason: "not JSON: key must be a string".to_string(),
+    };
+    let written = database
+        .write_ingest_batch(&batch, std::slice::from_ref(&reject))
+        .await
+        .unwrap();
+    assert_eq!((written.rows, written.rejects), (3, 1));
+    let replay = database
+        .write_ingest_batch(&batch, std::slice::from_ref(&reject))
+        .await
+        .unwrap();
+    assert_eq!(replay.rejects, 0, "a reject is recorded once per offset");
+
+    let store_one = database.series_sales(1, "product_A").await.unwrap();
+    assert_eq!(store_one.len(), before.len() + 1, "replaying added nothing");
+    assert_eq!(store_one[store_one.len() - 2].sales, 7);
+    assert_eq!(store_one.last().unwrap().sales, 100);
+    let store_two = database.series_sales(2, "product_A").await.unwrap();
+    assert_eq!(store_two.last().unwrap().sales, 55);
+
+    let rejects = database.ingest_rejects(10).await.unwrap();
+    assert_eq!(rejects.len(), 1);
+    assert_eq!(
+        (
+            rejects[0].partition,
+            rejects[0].offset,
+            rejects[0].payload.as_slice()
+        ),
+        (3, 42, b"{oops".as_slice())
+    );
+    assert_eq!(rejects[0].reason, reject.reason);
+    assert_eq!(
+        database
+            .known_stores()
+            .await
+            .unwrap()
+            .into_iter()
+            .collect::<Vec<_>>(),
+        [1, 2]
+    );
+    let last_dates = database
+        .last_sale_dates("product_A", &[1, 2, 3])
+        .await
+        .unwrap();
+    assert_eq!(last_dates.get(&1), Some(&next_day));
+    assert_eq!(last_dates.get(&3), None);
+}
+
 on_both_backends!(
+    ingest_batches_upsert_and_replay_changes_nothing,
     lease_is_held_renewed_and_taken_over_only_when_expired,
     jobs_fire_once_per_slot_and_resume_from_rows,
     one_task_gets_one_version_under_racing_trainings,

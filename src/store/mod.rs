@@ -4,9 +4,10 @@
 //! SQLite (the embedded default, `sqlite:`). Each has its own migrations under
 //! `migrations/<backend>/`, applied on connect, describing the same tables. One file per
 //! table family holds the queries: [`sales`], [`models`] (the registry), [`forecasts`],
-//! [`jobs`] (jobs, tasks and the scheduler's lease).
+//! [`jobs`] (jobs, tasks and the scheduler's lease), [`ingest`] (streamed batches, rejects).
 
 pub mod forecasts;
+pub mod ingest;
 pub mod jobs;
 pub mod models;
 pub mod sales;
