@@ -592,7 +592,7 @@ async fn ingest_batches_upsert_and_replay_changes_nothing(database: Database) {
         .await
         .unwrap();
     let before = database.series_sales(1, "product_A").await.unwrap();
-    let last = before.last().unwrap().clone();
+    let last = *before.last().unwrap();
     let next_day = last.date.succ_opt().unwrap();
     let sale = |store: u32, date: NaiveDate, sales: u32| Sale {
         product: "product_A".to_string(),
@@ -601,7 +601,7 @@ async fn ingest_batches_upsert_and_replay_changes_nothing(database: Database) {
             day_of_week: date.format("%u").to_string().parse().unwrap(),
             date,
             sales,
-            ..last.clone()
+            ..last
         },
     };
     let batch = vec![
