@@ -37,6 +37,7 @@ pub struct Config {
     pub train: TrainConfig,
     pub cluster: ClusterConfig,
     pub scheduler: SchedulerConfig,
+    pub ingest: IngestConfig,
     /// Model profiles by name.
     pub profiles: BTreeMap<String, Profile>,
 }
@@ -112,6 +113,23 @@ pub struct SchedulerConfig {
     pub lease_ms: u64,
     pub in_flight_per_worker: u32,
     pub max_attempts: u32,
+}
+
+/// `[ingest]`: the Kafka topic of sales and how ingest nodes consume it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    pub brokers: String,
+    pub topic: String,
+    pub group: String,
+    pub partitions: u32,
+    pub batch_rows: u32,
+    pub batch_ms: u64,
+    pub session_timeout_ms: u64,
+    pub reject_payload_bytes: u32,
+    pub retry_min_ms: u64,
+    pub retry_max_ms: u64,
+    pub retrain_on_new_data: bool,
 }
 
 /// Why a configuration could not be built. Every variant names the key or file at fault.
@@ -291,6 +309,17 @@ impl Config {
         if self.scheduler.in_flight_per_worker == 0 || self.scheduler.max_attempts == 0 {
             return Err(ConfigError::Invalid(
                 "scheduler.in_flight_per_worker and scheduler.max_attempts must be at least 1"
+                    .to_string(),
+            ));
+        }
+        if self.ingest.topic.trim().is_empty() || self.ingest.group.trim().is_empty() {
+            return Err(ConfigError::Invalid(
+                "ingest.topic and ingest.group must not be empty".to_string(),
+            ));
+        }
+        if self.ingest.partitions == 0 || self.ingest.batch_rows == 0 || self.ingest.batch_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "ingest.partitions, ingest.batch_rows and ingest.batch_ms must be at least 1"
                     .to_string(),
             ));
         }

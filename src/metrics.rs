@@ -54,6 +54,13 @@ pub const SCHEDULER_LEADER: Metric = Metric {
     kind: Kind::Gauge,
 };
 
+/// Sale messages ingested, by outcome (accepted or rejected).
+pub const INGEST_ROWS: Metric = Metric {
+    name: "storecast_ingest_messages_total",
+    help: "Sale messages ingested, by outcome: accepted (stored) or rejected (in ingest_rejects).",
+    kind: Kind::Counter,
+};
+
 type Labels = Vec<(&'static str, String)>;
 
 struct Series {

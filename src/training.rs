@@ -31,6 +31,8 @@ pub struct TrainSettings {
     pub workers: usize,
     /// Recorded with each version: who trained it.
     pub node: String,
+    /// A model actor retrains its series as soon as new sales land (`ingest.retrain_on_new_data`).
+    pub retrain_on_new_data: bool,
 }
 
 /// A series trained and registered.

@@ -18,7 +18,7 @@ fn start(dir: &std::path::Path, name: &str, address: &str, seeds: &[&str]) -> No
         format!("cluster.failure_timeout_ms={FAILURE_TIMEOUT_MS}"),
         "cluster.reconnect_max_ms=1000".to_string(),
         // Membership alone: no data role (models, scheduler, forecast), so no database.
-        "cluster.roles=ingest,gateway".to_string(),
+        "cluster.roles=gateway".to_string(),
     ]
     .into_iter()
     .flat_map(|setting| ["--set".to_string(), setting])

@@ -105,7 +105,7 @@ fn settings(dir: &Path, cert: &str, ca: &str) -> Vec<String> {
         "cluster.heartbeat_ms=200".to_string(),
         "cluster.failure_timeout_ms=2500".to_string(),
         "cluster.reconnect_max_ms=1000".to_string(),
-        "cluster.roles=ingest,gateway".to_string(),
+        "cluster.roles=gateway".to_string(),
         format!("cluster.tls_cert={}", path(format!("{cert}.pem"))),
         format!("cluster.tls_key={}", path(format!("{cert}.key"))),
         format!("cluster.tls_ca={}", path(format!("{ca}.pem"))),
@@ -164,10 +164,7 @@ fn nodes_form_over_tls_and_strangers_are_turned_away() {
         "plain",
         &plain_address,
         &[&addresses[0]],
-        &[
-            "--set".to_string(),
-            "cluster.roles=ingest,gateway".to_string(),
-        ],
+        &["--set".to_string(), "cluster.roles=gateway".to_string()],
     );
     plain.wait_for(&["node started"]);
     nodes[0].wait_for(&["Error establishing secure socket"]);

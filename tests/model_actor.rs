@@ -31,6 +31,7 @@ fn settings() -> Arc<TrainSettings> {
         seed: 42,
         workers: 2,
         node: "node-under-test".to_string(),
+        retrain_on_new_data: false,
     })
 }
 

@@ -47,6 +47,7 @@ fn settings() -> TrainSettings {
         seed: 42,
         workers: 2,
         node: "test-node".to_string(),
+        retrain_on_new_data: false,
     }
 }
 

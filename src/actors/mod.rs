@@ -5,11 +5,13 @@
 //! - [`model`]: one actor per series: train (single flight), forecast, info;
 //! - [`model_host`]: the model actors of the series placed on this node, and routing to them;
 //! - [`scheduler`]: the cluster singleton that runs train-all jobs;
-//! - [`forecaster`]: batch forecasts, fanned out to the model actors and written in bulk.
+//! - [`forecaster`]: batch forecasts, fanned out to the model actors and written in bulk;
+//! - [`ingest`]: the Kafka consumer-group member that stores sale messages in batches.
 //!
-//! The other role actors (ingest, gateway) join as their issues are built.
+//! The gateway joins as its issue is built.
 
 pub mod forecaster;
+pub mod ingest;
 pub mod membership;
 pub mod model;
 pub mod model_host;

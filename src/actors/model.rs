@@ -54,6 +54,8 @@ pub struct VersionInfo {
     pub trained_from: Option<NaiveDate>,
     pub trained_to: Option<NaiveDate>,
     pub metrics: Option<Metrics>,
+    /// Sales arrived since this version was trained: a retrain would use them.
+    pub new_data: bool,
 }
 
 /// The outcome of a training: the new version, or why there is none.
@@ -92,6 +94,8 @@ pub enum ModelMessage {
     TrainingFinished(TrainReply),
     /// Load the latest registered version (sent to itself on start).
     Load,
+    /// New sales of the series landed (from ingest, through the host).
+    DataArrived,
 }
 
 pub struct ModelActor;
@@ -156,6 +160,22 @@ impl Actor for ModelActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
+            ModelMessage::DataArrived => {
+                if let Some(loaded) = &mut state.loaded {
+                    loaded.info.new_data = true;
+                }
+                if state.settings.retrain_on_new_data && state.flight.is_none() {
+                    tracing::debug!(
+                        store = state.key.store,
+                        "new data: retraining, as configured"
+                    );
+                    state.flight = Some(Flight {
+                        job_id: None,
+                        waiting: Vec::new(),
+                    });
+                    start_training(myself, state, None);
+                }
+            }
             ModelMessage::Load => {
                 if let Err(error) = load_latest(state).await {
                     tracing::warn!(store = state.key.store, %error, "cannot load the latest model version");
@@ -254,6 +274,7 @@ fn start_training(myself: ActorRef<ModelMessage>, state: &ModelState, job_id: Op
                     trained_from: Some(trained.trained_from),
                     trained_to: Some(trained.trained_to),
                     metrics: Some(trained.metrics),
+                    new_data: false,
                 }),
                 error: None,
             },
@@ -290,6 +311,7 @@ async fn load_latest(state: &mut ModelState) -> Result<(), String> {
             trained_from: Some(version.trained_from),
             trained_to: Some(version.trained_to),
             metrics: Some(version.metrics),
+            new_data: false,
         },
         model: Arc::new(model),
     });

@@ -29,9 +29,12 @@ use crate::metrics;
 use crate::store::Database;
 use crate::training::TrainSettings;
 
+/// What the process group of every model host starts with.
+pub const GROUP_PREFIX: &str = "storecast.model_host.";
+
 /// The process group of the model host on `node`.
 pub fn group(node: &str) -> String {
-    format!("storecast.model_host.{node}")
+    format!("{GROUP_PREFIX}{node}")
 }
 
 /// A request about one series.
@@ -70,6 +73,8 @@ pub enum ModelHostMessage {
     /// Start the actors of series this node now owns, so they are loaded before they are
     /// asked (sent by the node on view changes).
     Adopt(Vec<u32>, String),
+    /// New sales of these stores landed (sent by ingest); the actors running here learn it.
+    DataArrived(Vec<u32>, String),
 }
 
 pub struct ModelHost;
@@ -199,6 +204,13 @@ impl Actor for ModelHost {
                         state.actors.remove(&SeriesKey::new(store, product.clone()))
                     {
                         actor.stop(Some("series moved to another node".to_string()));
+                    }
+                }
+            }
+            ModelHostMessage::DataArrived(stores, product) => {
+                for store in stores {
+                    if let Some(actor) = state.actors.get(&SeriesKey::new(store, product.clone())) {
+                        let _ = actor.cast(ModelMessage::DataArrived);
                     }
                 }
             }

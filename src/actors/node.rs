@@ -1,6 +1,6 @@
 //! The node supervisor: one per process. It starts ractor_cluster's `NodeServer` (transport,
 //! cookie authentication, process-group sync), the membership actor, and the role actors
-//! the node's roles ask for (model host, scheduler, forecaster). A role actor that fails is
+//! the node's roles ask for (ingest, model host, scheduler, forecaster). A role actor that fails is
 //! restarted with exponential backoff; one that keeps failing is reported as an error each
 //! time, never silently dropped. A failed transport or membership actor stops the node,
 //! loudly: a node that cannot see the cluster must not pretend to be in it.
@@ -20,6 +20,7 @@ use ractor_cluster::node::NodeConnectionMode;
 use ractor_cluster::{IncomingEncryptionMode, NodeServer, NodeServerMessage, RactorMessage};
 
 use super::forecaster::{Forecaster, ForecasterArguments};
+use super::ingest::{Ingest, IngestArguments, IngestSettings};
 use super::membership::{Membership, MembershipArguments, MembershipMessage};
 use super::model_host::{
     ModelHost, ModelHostArguments, ModelHostMessage, SeriesRequest, TrainingGate, placement,
@@ -54,6 +55,7 @@ pub struct NodeServices {
     pub database: Database,
     pub train: Arc<TrainSettings>,
     pub scheduler: SchedulerSettings,
+    pub ingest: IngestSettings,
 }
 
 /// How often a model host checks that it runs the series placed on it.
@@ -75,6 +77,7 @@ pub struct NodeSupervisor;
 /// The actors a node runs for its roles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RoleActor {
+    Ingest,
     ModelHost,
     Scheduler,
     Forecaster,
@@ -83,6 +86,7 @@ pub enum RoleActor {
 impl RoleActor {
     fn name(self) -> &'static str {
         match self {
+            RoleActor::Ingest => "ingest",
             RoleActor::ModelHost => "model host",
             RoleActor::Scheduler => "scheduler",
             RoleActor::Forecaster => "forecaster",
@@ -183,6 +187,7 @@ impl Actor for NodeSupervisor {
         if state.services.is_some() {
             let wanted = [
                 (Role::Models, RoleActor::ModelHost),
+                (Role::Ingest, RoleActor::Ingest),
                 (Role::Scheduler, RoleActor::Scheduler),
                 (Role::Forecast, RoleActor::Forecaster),
             ];
@@ -350,6 +355,14 @@ async fn start_role(
             let (scheduler, _) =
                 Actor::spawn_linked(None, Scheduler, arguments, supervisor).await?;
             scheduler.get_cell()
+        }
+        RoleActor::Ingest => {
+            let arguments = IngestArguments {
+                settings: services.ingest.clone(),
+                database: services.database.clone(),
+            };
+            let (ingest, _) = Actor::spawn_linked(None, Ingest, arguments, supervisor).await?;
+            ingest.get_cell()
         }
         RoleActor::Forecaster => {
             let arguments = ForecasterArguments {

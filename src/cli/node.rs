@@ -11,6 +11,7 @@ use ractor::Actor;
 
 use std::sync::Arc;
 
+use crate::actors::ingest::IngestSettings;
 use crate::actors::node::{NodeServices, NodeSettings, NodeSupervisor};
 use crate::actors::scheduler::SchedulerSettings;
 use crate::cluster::member::{MemberInfo, Role};
@@ -79,12 +80,12 @@ pub async fn run(_args: NodeArgs, config: &Config) -> anyhow::Result<()> {
 }
 
 /// Connects the database and resolves the settings of the data roles, when the node has
-/// one of them (models, scheduler, forecast).
+/// one of them (ingest, models, scheduler, forecast).
 pub async fn node_services(
     config: &Config,
     me: &MemberInfo,
 ) -> anyhow::Result<Option<NodeServices>> {
-    let data_roles = [Role::Models, Role::Scheduler, Role::Forecast];
+    let data_roles = [Role::Ingest, Role::Models, Role::Scheduler, Role::Forecast];
     if !data_roles.iter().any(|role| me.has_role(*role)) {
         return Ok(None);
     }
@@ -102,10 +103,23 @@ pub async fn node_services(
         in_flight_per_worker: config.scheduler.in_flight_per_worker,
         max_attempts: config.scheduler.max_attempts,
     };
+    let ingest = &config.ingest;
+    let ingest = IngestSettings {
+        brokers: ingest.brokers.clone(),
+        topic: ingest.topic.clone(),
+        group: ingest.group.clone(),
+        batch_rows: ingest.batch_rows as usize,
+        batch_wait: Duration::from_millis(ingest.batch_ms),
+        session_timeout: Duration::from_millis(ingest.session_timeout_ms),
+        reject_payload_bytes: ingest.reject_payload_bytes as usize,
+        retry_min: Duration::from_millis(ingest.retry_min_ms.max(1)),
+        retry_max: Duration::from_millis(ingest.retry_max_ms.max(ingest.retry_min_ms.max(1))),
+    };
     Ok(Some(NodeServices {
         database,
         train: Arc::new(train),
         scheduler,
+        ingest,
     }))
 }
 

@@ -142,5 +142,6 @@ pub fn settings(config: &Config) -> anyhow::Result<TrainSettings> {
         seed: config.train.seed,
         workers: config.train.worker_count(),
         node: node_name(),
+        retrain_on_new_data: config.ingest.retrain_on_new_data,
     })
 }

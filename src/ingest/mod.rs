@@ -1,7 +1,13 @@
 //! Streaming ingest: sale messages from Kafka into the database.
 //!
-//! - [`message`]: the reference stack's JSON sale message, parsed and checked (pure).
+//! - [`message`]: the reference stack's JSON sale message, parsed and checked (pure);
+//! - [`batch`]: consumed messages gathered into a batch: sales, rejects, offsets to commit;
+//! - [`kafka`]: the Kafka clients (consumer, producer, topic creation) as storecast sets them up;
+//! - [`producer`]: the messages `storecast produce` publishes (pure).
 //!
 //! The ingest actors that consume the topic live in `crate::actors`.
 
+pub mod batch;
+pub mod kafka;
 pub mod message;
+pub mod producer;

@@ -1,0 +1,167 @@
+//! The Kafka clients as storecast sets them up: the ingest consumer (a consumer-group member
+//! that commits offsets by hand, only after its batch is stored), the producer, and topic
+//! creation. Only librdkafka settings live here; what is done with messages is elsewhere.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::ClientContext;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::FutureProducer;
+
+/// Why a Kafka client could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSetupError {
+    #[error("cannot create the Kafka {what} for {brokers}: {error}")]
+    Client {
+        what: &'static str,
+        brokers: String,
+        error: KafkaError,
+    },
+    #[error("cannot create topic {topic} on {brokers}: {reason}")]
+    Topic {
+        topic: String,
+        brokers: String,
+        reason: String,
+    },
+}
+
+/// Counts partition revocations, so the ingest loop can tell that a rebalance happened while
+/// it gathered a batch (and drop what it has not stored).
+#[derive(Debug, Default, Clone)]
+pub struct RebalanceWatch {
+    revocations: Arc<AtomicU64>,
+}
+
+impl RebalanceWatch {
+    /// Revocations so far.
+    pub fn generation(&self) -> u64 {
+        self.revocations.load(Ordering::Acquire)
+    }
+}
+
+/// The ingest consumer's context: logs rebalances and counts revocations.
+pub struct IngestContext {
+    watch: RebalanceWatch,
+}
+
+impl ClientContext for IngestContext {}
+
+impl ConsumerContext for IngestContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(partitions) => {
+                self.watch.revocations.fetch_add(1, Ordering::AcqRel);
+                tracing::info!(
+                    partitions = partitions.count(),
+                    "ingest partitions revoked; the batch not yet stored is dropped"
+                );
+            }
+            Rebalance::Assign(partitions) => {
+                tracing::info!(
+                    partitions = partitions.count(),
+                    "ingest partitions assigned"
+                );
+            }
+            Rebalance::Error(error) => tracing::warn!(%error, "ingest rebalance error"),
+        }
+    }
+}
+
+pub type IngestConsumer = StreamConsumer<IngestContext>;
+
+/// Settings shared by every client: IPv4 loopback names resolve the same way everywhere.
+fn base_config(brokers: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("broker.address.family", "v4")
+        .set("log_level", "4");
+    config
+}
+
+/// A consumer-group member of `group`: offsets are committed by hand only, and a new group
+/// starts from the earliest message.
+pub fn consumer(
+    brokers: &str,
+    group: &str,
+    session_timeout: Duration,
+) -> Result<(IngestConsumer, RebalanceWatch), KafkaSetupError> {
+    let watch = RebalanceWatch::default();
+    let context = IngestContext {
+        watch: watch.clone(),
+    };
+    let heartbeat = (session_timeout / 4).max(Duration::from_millis(100));
+    let consumer = base_config(brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set(
+            "session.timeout.ms",
+            session_timeout.as_millis().to_string(),
+        )
+        .set("heartbeat.interval.ms", heartbeat.as_millis().to_string())
+        .create_with_context(context)
+        .map_err(|error| KafkaSetupError::Client {
+            what: "consumer",
+            brokers: brokers.to_string(),
+            error,
+        })?;
+    Ok((consumer, watch))
+}
+
+/// A producer that waits for every replica and never duplicates a message on retry.
+pub fn producer(brokers: &str) -> Result<FutureProducer, KafkaSetupError> {
+    base_config(brokers)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4")
+        .create()
+        .map_err(|error| KafkaSetupError::Client {
+            what: "producer",
+            brokers: brokers.to_string(),
+            error,
+        })
+}
+
+/// Creates `topic` with `partitions` unless it exists. Returns whether it was created.
+pub async fn ensure_topic(
+    brokers: &str,
+    topic: &str,
+    partitions: u32,
+) -> Result<bool, KafkaSetupError> {
+    let fail = |reason: String| KafkaSetupError::Topic {
+        topic: topic.to_string(),
+        brokers: brokers.to_string(),
+        reason,
+    };
+    let admin: AdminClient<DefaultClientContext> =
+        base_config(brokers)
+            .create()
+            .map_err(|error| KafkaSetupError::Client {
+                what: "admin client",
+                brokers: brokers.to_string(),
+                error,
+            })?;
+    let partitions =
+        i32::try_from(partitions).map_err(|_| fail("too many partitions".to_string()))?;
+    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = admin
+        .create_topics([&new_topic], &options)
+        .await
+        .map_err(|error| fail(error.to_string()))?;
+    match results.into_iter().next() {
+        Some(Ok(_)) => Ok(true),
+        Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => Ok(false),
+        Some(Err((_, code))) => Err(fail(code.to_string())),
+        None => Err(fail("the broker gave no answer".to_string())),
+    }
+}
