@@ -300,7 +300,12 @@ fn demo_generates_loads_trains_and_forecasts() {
     );
     assert!(text.contains("sqlite:storecast.db"), "{text}");
     assert!(text.contains("4. cluster   node `demo` started"), "{text}");
-    assert!(text.contains("5. training  train-all job 1"), "{text}");
+    assert!(
+        text.contains("5. streaming published 12 rows for")
+            && text.contains("12 of 12 arrived in the database"),
+        "{text}"
+    );
+    assert!(text.contains("6. training  train-all job 1"), "{text}");
     assert!(
         text.contains("job 1 succeeded") && text.contains("12 of 12 series trained, 0 failed"),
         "{text}"
@@ -309,7 +314,7 @@ fn demo_generates_loads_trains_and_forecasts() {
         text.contains("node demo: 12 series (stores 1-12)"),
         "{text}"
     );
-    assert!(text.contains("7. forecasts next 7 days"), "{text}");
+    assert!(text.contains("8. forecasts next 7 days"), "{text}");
     assert!(text.contains("... and 2 more"), "{text}");
     assert!(dir.path().join("storecast.db").is_file());
     let first_store = |text: &str| -> Vec<String> {

@@ -315,17 +315,21 @@ pub async fn start_train_all(timeout: Duration) -> anyhow::Result<(i64, bool)> {
 pub async fn follow_job(database: &Database, id: i64) -> anyhow::Result<Job> {
     let mut progress = ProgressLine::new("series trained");
     let mut forecasting_shown = false;
+    let mut last_finished = None;
     loop {
         let job = database
             .job(id)
             .await?
             .with_context(|| format!("job {id} does not exist"))?;
         let finished = usize::try_from(job.succeeded + job.failed).unwrap_or(0);
-        progress.update(
-            finished,
-            usize::try_from(job.failed).unwrap_or(0),
-            usize::try_from(job.total).unwrap_or(0),
-        );
+        if last_finished != Some(finished) {
+            progress.update(
+                finished,
+                usize::try_from(job.failed).unwrap_or(0),
+                usize::try_from(job.total).unwrap_or(0),
+            );
+            last_finished = Some(finished);
+        }
         if job.phase == "forecasting" && !forecasting_shown {
             eprintln!("writing batch forecasts");
             forecasting_shown = true;

@@ -8,23 +8,31 @@
 //! Later capabilities (streaming ingest, the web page) join this command as they are built.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Args;
 use ractor::{Actor, ActorRef, pg};
+use rdkafka::mocking::MockCluster;
 
 use super::cluster::{describe_job, follow_job, start_train_all};
 use super::dataset::describe_sales;
 use super::load::{load_rows, read_sales_blocking, yesterday};
 use super::node::{node_services, node_settings};
+use super::produce::{publish, today_round};
 use super::thousands;
 use crate::actors::model_host::{self, ModelHostMessage, SeriesRequest};
 use crate::actors::node::NodeSupervisor;
 use crate::cluster::member::Role;
 use crate::config::{Config, redact_url};
+use crate::dataset::SalesRow;
 use crate::dataset::synth::{SynthOptions, generate};
+use crate::ingest::kafka;
+use crate::ingest::message::parse_sale;
 use crate::store::Database;
+
+/// Longest the demo waits for its streamed rows to land.
+const STREAM_PATIENCE: Duration = Duration::from_secs(60);
 
 /// Stores listed one by one in the summary; the rest are counted.
 const STORES_SHOWN: usize = 10;
@@ -96,6 +104,18 @@ pub async fn run(args: DemoArgs, config: &Config) -> anyhow::Result<()> {
         .collect();
     // The demo trains now, on demand; the weekly slot must not fire a second job.
     node_config.scheduler.train_all_at = String::new();
+    // An in-process Kafka broker (librdkafka's mock cluster, on a loopback port) carries the
+    // streamed sales to the node's ingest actor.
+    let broker = MockCluster::new(1).context("cannot start the embedded Kafka broker")?;
+    let topic = config.ingest.topic.clone();
+    broker
+        .create_topic(
+            &topic,
+            i32::try_from(config.ingest.partitions).unwrap_or(1),
+            1,
+        )
+        .context("cannot create the demo topic")?;
+    node_config.ingest.brokers = broker.bootstrap_servers();
     let mut settings = node_settings(&node_config.cluster, node_config.train.worker_count())?;
     settings.services = node_services(&node_config, &settings.me).await?;
     let (node, handle) = Actor::spawn(None, NodeSupervisor, settings)
@@ -107,7 +127,17 @@ pub async fn run(args: DemoArgs, config: &Config) -> anyhow::Result<()> {
         roles.join(", ")
     );
 
-    let outcome = train_and_show(&database, config).await;
+    let outcome = async {
+        stream_today(
+            &database,
+            config,
+            &node_config.ingest.brokers,
+            &report.window.rows,
+        )
+        .await?;
+        train_and_show(&database, config).await
+    }
+    .await;
     node.stop(Some("demo done".to_string()));
     let _ = handle.await;
     outcome?;
@@ -121,12 +151,68 @@ pub async fn run(args: DemoArgs, config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Publishes today's row of every store to the embedded broker and waits until the node's
+/// ingest actor has stored them all.
+async fn stream_today(
+    database: &Database,
+    config: &Config,
+    brokers: &str,
+    history: &[SalesRow],
+) -> anyhow::Result<()> {
+    let product = &config.load.product;
+    let messages = today_round(history, product);
+    let producer = kafka::producer(brokers)?;
+    let started = Instant::now();
+    publish(&producer, &config.ingest.topic, &messages, 0).await?;
+    let date = messages
+        .first()
+        .and_then(|(_, json)| parse_sale(json.as_bytes()).ok())
+        .map(|sale| sale.row.date)
+        .context("no rows to stream")?;
+    println!(
+        "5. streaming published {} rows for {date} to topic {} on the embedded broker",
+        messages.len(),
+        config.ingest.topic
+    );
+    let stores = database.stores_with_sales(product).await?;
+    let mut shown = 0;
+    loop {
+        let arrived = database
+            .last_sale_dates(product, &stores)
+            .await?
+            .values()
+            .filter(|last| **last >= date)
+            .count();
+        if arrived > shown {
+            println!(
+                "             {arrived} of {} arrived in the database after {:.1} s (ingest actor, consumer group {})",
+                messages.len(),
+                started.elapsed().as_secs_f64(),
+                config.ingest.group
+            );
+            shown = arrived;
+        }
+        if arrived >= messages.len() {
+            return Ok(());
+        }
+        if started.elapsed() > STREAM_PATIENCE {
+            anyhow::bail!(
+                "only {arrived} of {} streamed rows arrived within {} s",
+                messages.len(),
+                STREAM_PATIENCE.as_secs()
+            );
+        }
+        // The rows land in another task of this process; their table is what shows them.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Trains every series through the node's scheduler, then shows where they live and what
 /// they forecast.
 async fn train_and_show(database: &Database, config: &Config) -> anyhow::Result<()> {
     let (job_id, _) = start_train_all(Duration::from_secs(30)).await?;
     println!(
-        "5. training  train-all job {job_id}: the scheduler sends each series to its model actor"
+        "6. training  train-all job {job_id}: the scheduler sends each series to its model actor"
     );
     let job = follow_job(database, job_id).await?;
     println!("             {}", describe_job(&job));
@@ -143,7 +229,7 @@ async fn train_and_show(database: &Database, config: &Config) -> anyhow::Result<
         .context("the model host does not answer")?;
         placed.push(hosted);
     }
-    println!("6. placement where the series' model actors live:");
+    println!("7. placement where the series' model actors live:");
     for hosted in &placed {
         let stores: Vec<u32> = hosted.series.iter().map(|(store, _)| *store).collect();
         println!(
@@ -164,7 +250,7 @@ async fn train_and_show(database: &Database, config: &Config) -> anyhow::Result<
         }
     }
     println!(
-        "7. forecasts next {} days, written to forecast_results by the forecaster\n",
+        "8. forecasts next {} days, written to forecast_results by the forecaster\n",
         config.train.horizon_days
     );
     let dates: String = shown

@@ -13,6 +13,7 @@ pub mod demo;
 pub mod forecast;
 pub mod load;
 pub mod node;
+pub mod produce;
 pub mod progress;
 pub mod train;
 
@@ -62,6 +63,10 @@ pub enum Command {
     /// Loads a Rossmann sales file into the `sales` table as the reference loader does: the
     /// last months, dates shifted to end yesterday, one product; replaces that product's rows.
     Load(load::LoadArgs),
+    /// Publishes sales to Kafka as the reference producer does: seeds the database with the
+    /// data's history, then "today" rows for every store every --interval seconds (or --once,
+    /// or --count rows with distinct keys at --rate rows/s, for load tests).
+    Produce(produce::ProduceArgs),
     /// Trains series from the database (5-split walk-forward CV, then a final fit), registers
     /// each as a new model version and writes its forecast for the days after the data.
     Train(train::TrainArgs),
@@ -82,6 +87,7 @@ impl Command {
     fn config_overrides(&self) -> Vec<Override> {
         match self {
             Command::Load(args) => args.config_overrides(),
+            Command::Produce(args) => args.config_overrides(),
             Command::Train(args) => args.config_overrides(),
             Command::Node(args) => args.config_overrides(),
             Command::Cluster(command) => command.config_overrides(),
@@ -129,6 +135,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         match cli.command {
             Command::Demo(args) => demo::run(args, &config).await,
             Command::Load(args) => load::run(args, &config).await,
+            Command::Produce(args) => produce::run(args, &config).await,
             Command::Train(args) => train::run(args, &config).await,
             Command::Node(args) => node::run(args, &config).await,
             Command::Cluster(command) => cluster::run(command, &config).await,
