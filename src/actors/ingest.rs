@@ -119,8 +119,8 @@ async fn consume(
 ) {
     let mut known = database.known_stores().await.unwrap_or_default();
     loop {
-        let generation = rebalances.generation();
-        let (mut batch, stopping) = gather(&consumer, &settings, &known, &mut stopped).await;
+        let (mut batch, generation, stopping) =
+            gather(&consumer, &rebalances, &settings, &known, &mut stopped).await;
         if rebalances.generation() != generation {
             if !batch.is_empty() {
                 tracing::debug!(
@@ -149,29 +149,43 @@ async fn consume(
     }
 }
 
-/// Gathers one batch; returns it and whether a stop was asked for meanwhile.
+/// Gathers one batch; returns it, the rebalance generation its messages belong to, and
+/// whether a stop was asked for meanwhile. Messages from before a rebalance are dropped as
+/// soon as one from after it arrives: the new assignment reads them again from the committed
+/// offsets, and keeping them would only delay the batch.
 async fn gather(
     consumer: &IngestConsumer,
+    rebalances: &RebalanceWatch,
     settings: &IngestSettings,
     known: &BTreeSet<u32>,
     stopped: &mut watch::Receiver<bool>,
-) -> (Batch, bool) {
+) -> (Batch, u64, bool) {
     let mut batch = Batch::default();
+    let mut generation = rebalances.generation();
     let mut deadline: Option<Instant> = None;
     loop {
         let wait = deadline.map_or(IDLE_POLL, |deadline| {
             deadline.saturating_duration_since(Instant::now())
         });
         tokio::select! {
-            _ = stopped.changed() => return (batch, true),
+            _ = stopped.changed() => return (batch, generation, true),
             received = tokio::time::timeout(wait, consumer.recv()) => match received {
                 Err(_) if batch.is_empty() => continue,
-                Err(_) => return (batch, false),
+                Err(_) => return (batch, generation, false),
                 Ok(Err(error)) => {
-                    // librdkafka reconnects by itself; say so once in a while.
+                    // librdkafka reconnects by itself.
                     tracing::debug!(%error, "ingest consumer error");
                 }
                 Ok(Ok(message)) => {
+                    let now = rebalances.generation();
+                    if now != generation {
+                        if !batch.is_empty() {
+                            tracing::debug!(messages = batch.len(), "dropping messages gathered before a rebalance");
+                        }
+                        batch = Batch::default();
+                        deadline = None;
+                        generation = now;
+                    }
                     batch.add(
                         (message.topic(), message.partition(), message.offset()),
                         message.payload(),
@@ -180,7 +194,7 @@ async fn gather(
                     );
                     deadline.get_or_insert_with(|| Instant::now() + settings.batch_wait);
                     if batch.len() >= settings.batch_rows {
-                        return (batch, false);
+                        return (batch, generation, false);
                     }
                 }
             },

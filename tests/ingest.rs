@@ -1,0 +1,295 @@
+//! Streaming ingest against a real Kafka-protocol broker (tansu, its own process), a real
+//! PostgreSQL and real `storecast node` processes: malformed messages go to `ingest_rejects`
+//! with their reason while every good row lands; an ingest node killed mid-stream loses and
+//! doubles nothing; a restarted broker is consumed again without help.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDate;
+use storecast::cli::load::{load_rows, yesterday};
+use storecast::cli::produce::publish;
+use storecast::dataset::synth::{SynthOptions, generate};
+use storecast::ingest::kafka;
+use storecast::ingest::message::parse_sale;
+use storecast::ingest::producer::Templates;
+use storecast::store::Database;
+use support::kafka::Broker;
+use support::node::{NodeProcess, free_address};
+
+const TOPIC: &str = "sale_rossman_store";
+/// Upper bound for rows to land: a failure, not a wait.
+const LANDING_PATIENCE: Duration = Duration::from_secs(120);
+
+struct Setup {
+    url: String,
+    database: Database,
+    templates: Templates,
+    today: NaiveDate,
+}
+
+/// A fresh database holding 40 stores' history up to yesterday.
+async fn setup(test: &str) -> Option<Setup> {
+    let url = support::postgres::fresh_database(test)?;
+    let database = Database::connect(&support::database_config(&url))
+        .await
+        .unwrap();
+    let data = generate(&SynthOptions {
+        stores: 40,
+        days: 200,
+        ..SynthOptions::default()
+    })
+    .unwrap();
+    let report = load_rows(&database, data.sales, "product_A", 5, yesterday())
+        .await
+        .unwrap();
+    Some(Setup {
+        url,
+        database,
+        templates: Templates::from_rows(&report.window.rows),
+        today: yesterday().succ_opt().unwrap(),
+    })
+}
+
+fn start_node(dir: &std::path::Path, setup: &Setup, broker: &Broker, name: &str) -> NodeProcess {
+    let settings: Vec<String> = [
+        "cluster.heartbeat_ms=200".to_string(),
+        "cluster.failure_timeout_ms=2500".to_string(),
+        "cluster.roles=ingest".to_string(),
+        format!("ingest.brokers={}", broker.address),
+        "ingest.session_timeout_ms=3000".to_string(),
+        "ingest.batch_ms=100".to_string(),
+        "ingest.retry_max_ms=1000".to_string(),
+    ]
+    .into_iter()
+    .flat_map(|setting| ["--set".to_string(), setting])
+    .collect();
+    let global = vec!["--database-url".to_string(), setup.url.clone()];
+    NodeProcess::start(dir, &global, name, &free_address(), &[], &settings)
+}
+
+/// Rows of product_A dated today or later (what the tests stream), and their sales sum.
+async fn streamed(database: &Database, from: NaiveDate) -> (i64, i64) {
+    let Database::Postgres(pool) = database else {
+        unreachable!("the ingest tests run on PostgreSQL")
+    };
+    sqlx::query_as(
+        "SELECT count(*), COALESCE(sum(sales), 0)::bigint FROM sales \
+         WHERE product = 'product_A' AND date >= $1",
+    )
+    .bind(from)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// Waits until `count` streamed rows are in the table; returns their sales sum.
+async fn wait_for_rows(database: &Database, from: NaiveDate, count: i64) -> i64 {
+    let started = Instant::now();
+    loop {
+        let (landed, sum) = streamed(database, from).await;
+        assert!(
+            landed <= count,
+            "{landed} rows landed, more than the {count} sent"
+        );
+        if landed == count {
+            return sum;
+        }
+        assert!(
+            started.elapsed() < LANDING_PATIENCE,
+            "only {landed} of {count} rows landed within {LANDING_PATIENCE:?}"
+        );
+        // The rows land in other processes; the table is the only thing to watch.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A message with one field set to `value`.
+fn with_field(json: &str, field: &str, value: i64) -> String {
+    let mut object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(json).unwrap();
+    object.insert(field.to_string(), value.into());
+    serde_json::Value::Object(object).to_string()
+}
+
+fn sales_sum(messages: &[(String, String)]) -> i64 {
+    messages
+        .iter()
+        .filter_map(|(_, json)| parse_sale(json.as_bytes()).ok())
+        .map(|sale| i64::from(sale.row.sales))
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_messages_are_rejected_with_reasons_and_every_good_row_lands() {
+    let Some(setup) = setup("ingest_malformed").await else {
+        return;
+    };
+    let Some(broker) = Broker::start("ingest_malformed") else {
+        return;
+    };
+    kafka::ensure_topic(&broker.address, TOPIC, 4)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = start_node(dir.path(), &setup, &broker, "ingest-a");
+    node.wait_for(&["ingest partitions assigned"]);
+
+    // 2,000 good rows and, among them, 1% bad ones of every kind.
+    let good: Vec<(String, String)> = setup
+        .templates
+        .distinct("product_A", setup.today, 2_000)
+        .collect();
+    let bad: Vec<(&str, String)> = vec![
+        ("not JSON", "sales: lots".to_string()),
+        ("not a JSON object", "[1, 2, 3]".to_string()),
+        ("field `date` is missing", r#"{"store": 1}"#.to_string()),
+        (
+            "must not be negative",
+            good[0].1.replace(r#""sales":"#, r#""sales":-"#),
+        ),
+        (
+            "not a real YYYY-MM-DD date",
+            good[1].1.replace(&setup.today.to_string(), "2026-02-30"),
+        ),
+        (
+            "unknown store 99999",
+            with_field(&good[2].1, "store", 99_999),
+        ),
+    ];
+    let mut messages = Vec::new();
+    let mut bad_sent = Vec::new();
+    for (index, message) in good.iter().enumerate() {
+        messages.push(message.clone());
+        if index % 100 == 99 {
+            let (reason, payload) = &bad[bad_sent.len() % bad.len()];
+            messages.push(("bad".to_string(), payload.clone()));
+            bad_sent.push(*reason);
+        }
+    }
+    assert_eq!(bad_sent.len(), 20);
+    let producer = kafka::producer(&broker.address).unwrap();
+    publish(&producer, TOPIC, &messages, 0).await.unwrap();
+
+    let sum = wait_for_rows(&setup.database, setup.today, 2_000).await;
+    assert_eq!(
+        sum,
+        sales_sum(&good),
+        "every good row landed with its values"
+    );
+    let started = Instant::now();
+    let rejects = loop {
+        let rejects = setup.database.ingest_rejects(100).await.unwrap();
+        if rejects.len() >= bad_sent.len() || started.elapsed() > LANDING_PATIENCE {
+            break rejects;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        rejects.len(),
+        20,
+        "every bad message is in ingest_rejects, once"
+    );
+    for reason in bad.iter().map(|(reason, _)| *reason) {
+        let matching = rejects
+            .iter()
+            .filter(|reject| reject.reason.contains(reason))
+            .count();
+        assert!(
+            matching >= 3,
+            "{matching} rejects say {reason:?}: {rejects:?}"
+        );
+    }
+    for reject in &rejects {
+        assert_eq!(reject.topic, TOPIC);
+        assert!(!reject.payload.is_empty() && reject.offset >= 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingest_node_killed_mid_stream_loses_and_doubles_nothing() {
+    let Some(setup) = setup("ingest_kill").await else {
+        return;
+    };
+    let Some(broker) = Broker::start("ingest_kill") else {
+        return;
+    };
+    kafka::ensure_topic(&broker.address, TOPIC, 6)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = start_node(dir.path(), &setup, &broker, "ingest-a");
+    let mut second = start_node(dir.path(), &setup, &broker, "ingest-b");
+    for node in [&mut first, &mut second] {
+        node.wait_for(&["ingest partitions assigned"]);
+    }
+
+    // 100,000 rows at 25,000 a second; the second node dies with kill -9 once a fifth landed.
+    let messages: Vec<(String, String)> = setup
+        .templates
+        .distinct("product_A", setup.today, 100_000)
+        .collect();
+    let expected_sum = sales_sum(&messages);
+    let brokers = broker.address.clone();
+    let producing = tokio::spawn(async move {
+        let producer = kafka::producer(&brokers).unwrap();
+        publish(&producer, TOPIC, &messages, 25_000).await.unwrap();
+    });
+    let started = Instant::now();
+    while streamed(&setup.database, setup.today).await.0 < 20_000 {
+        assert!(
+            started.elapsed() < LANDING_PATIENCE,
+            "the stream never got going"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    second.signal(libc::SIGKILL);
+    let _ = second.child.wait();
+    first.wait_for(&["ingest partitions assigned"]);
+    producing.await.unwrap();
+
+    let sum = wait_for_rows(&setup.database, setup.today, 100_000).await;
+    assert_eq!(sum, expected_sum, "every row landed once, with its values");
+    assert!(setup.database.ingest_rejects(1).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_resumes_by_itself_after_the_broker_restarts() {
+    let Some(setup) = setup("ingest_broker_restart").await else {
+        return;
+    };
+    let Some(mut broker) = Broker::start_persistent("ingest_broker_restart") else {
+        return;
+    };
+    kafka::ensure_topic(&broker.address, TOPIC, 2)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = start_node(dir.path(), &setup, &broker, "ingest-a");
+    node.wait_for(&["ingest partitions assigned"]);
+    let messages: Vec<(String, String)> = setup
+        .templates
+        .distinct("product_A", setup.today, 1_000)
+        .collect();
+    let producer = kafka::producer(&broker.address).unwrap();
+    publish(&producer, TOPIC, &messages[..500], 0)
+        .await
+        .unwrap();
+    wait_for_rows(&setup.database, setup.today, 500).await;
+    drop(producer);
+
+    // The broker crashes and comes back (its data kept); the node, untouched, reconnects and
+    // consumes what is published after.
+    broker.restart();
+    let producer = kafka::producer(&broker.address).unwrap();
+    publish(&producer, TOPIC, &messages[500..], 0)
+        .await
+        .unwrap();
+    let sum = wait_for_rows(&setup.database, setup.today, 1_000).await;
+    assert_eq!(sum, sales_sum(&messages));
+    assert!(
+        node.child.try_wait().unwrap().is_none(),
+        "the node never stopped"
+    );
+}
