@@ -127,6 +127,11 @@ async fn trainings_are_single_flight_and_forecasts_need_no_refit(database: Datab
     let info = ractor::call_t!(moved, ModelMessage::Info, 10_000, request()).unwrap();
     assert_eq!(info.version, 2);
     assert_eq!(info.profile, "weekly");
+    assert!(!info.new_data);
+    // Ingest stored newer sales: the version says so until the next training.
+    moved.cast(ModelMessage::DataArrived).unwrap();
+    let info = ractor::call_t!(moved, ModelMessage::Info, 10_000, request()).unwrap();
+    assert!(info.new_data, "the actor knows newer sales exist");
 
     // A job's Train that joins a retrain in flight: one training, and it completes the task.
     let fence = database
@@ -166,6 +171,8 @@ async fn trainings_are_single_flight_and_forecasts_need_no_refit(database: Datab
     // Asked again for the same job (as after a scheduler takeover): no new training.
     let again = ractor::call_t!(moved, ModelMessage::Train, 60_000, for_job).unwrap();
     assert_eq!(again.version.unwrap().version, 3);
+    let info = ractor::call_t!(moved, ModelMessage::Info, 10_000, request()).unwrap();
+    assert!(!info.new_data, "the new version was trained on them");
     assert_eq!(
         database
             .model_version_numbers(2, "product_A")
