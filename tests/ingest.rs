@@ -7,119 +7,12 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use chrono::NaiveDate;
-use storecast::cli::load::{load_rows, yesterday};
 use storecast::cli::produce::publish;
-use storecast::dataset::synth::{SynthOptions, generate};
 use storecast::ingest::kafka;
-use storecast::ingest::message::parse_sale;
-use storecast::ingest::producer::Templates;
-use storecast::store::Database;
 use support::kafka::Broker;
-use support::node::{NodeProcess, free_address};
-
-const TOPIC: &str = "sale_rossman_store";
-/// Upper bound for rows to land: a failure, not a wait.
-const LANDING_PATIENCE: Duration = Duration::from_secs(120);
-
-struct Setup {
-    url: String,
-    database: Database,
-    templates: Templates,
-    today: NaiveDate,
-}
-
-/// A fresh database holding 40 stores' history up to yesterday.
-async fn setup(test: &str) -> Option<Setup> {
-    let url = support::postgres::fresh_database(test)?;
-    let database = Database::connect(&support::database_config(&url))
-        .await
-        .unwrap();
-    let data = generate(&SynthOptions {
-        stores: 40,
-        days: 200,
-        ..SynthOptions::default()
-    })
-    .unwrap();
-    let report = load_rows(&database, data.sales, "product_A", 5, yesterday())
-        .await
-        .unwrap();
-    Some(Setup {
-        url,
-        database,
-        templates: Templates::from_rows(&report.window.rows),
-        today: yesterday().succ_opt().unwrap(),
-    })
-}
-
-fn start_node(dir: &std::path::Path, setup: &Setup, broker: &Broker, name: &str) -> NodeProcess {
-    let settings: Vec<String> = [
-        "cluster.heartbeat_ms=200".to_string(),
-        "cluster.failure_timeout_ms=2500".to_string(),
-        "cluster.roles=ingest".to_string(),
-        format!("ingest.brokers={}", broker.address),
-        "ingest.session_timeout_ms=3000".to_string(),
-        "ingest.batch_ms=100".to_string(),
-        "ingest.retry_max_ms=1000".to_string(),
-    ]
-    .into_iter()
-    .flat_map(|setting| ["--set".to_string(), setting])
-    .collect();
-    let global = vec!["--database-url".to_string(), setup.url.clone()];
-    NodeProcess::start(dir, &global, name, &free_address(), &[], &settings)
-}
-
-/// Rows of product_A dated today or later (what the tests stream), and their sales sum.
-async fn streamed(database: &Database, from: NaiveDate) -> (i64, i64) {
-    let Database::Postgres(pool) = database else {
-        unreachable!("the ingest tests run on PostgreSQL")
-    };
-    sqlx::query_as(
-        "SELECT count(*), COALESCE(sum(sales), 0)::bigint FROM sales \
-         WHERE product = 'product_A' AND date >= $1",
-    )
-    .bind(from)
-    .fetch_one(pool)
-    .await
-    .unwrap()
-}
-
-/// Waits until `count` streamed rows are in the table; returns their sales sum.
-async fn wait_for_rows(database: &Database, from: NaiveDate, count: i64) -> i64 {
-    let started = Instant::now();
-    loop {
-        let (landed, sum) = streamed(database, from).await;
-        assert!(
-            landed <= count,
-            "{landed} rows landed, more than the {count} sent"
-        );
-        if landed == count {
-            return sum;
-        }
-        assert!(
-            started.elapsed() < LANDING_PATIENCE,
-            "only {landed} of {count} rows landed within {LANDING_PATIENCE:?}"
-        );
-        // The rows land in other processes; the table is the only thing to watch.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// A message with one field set to `value`.
-fn with_field(json: &str, field: &str, value: i64) -> String {
-    let mut object: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(json).unwrap();
-    object.insert(field.to_string(), value.into());
-    serde_json::Value::Object(object).to_string()
-}
-
-fn sales_sum(messages: &[(String, String)]) -> i64 {
-    messages
-        .iter()
-        .filter_map(|(_, json)| parse_sale(json.as_bytes()).ok())
-        .map(|sale| i64::from(sale.row.sales))
-        .sum()
-}
+use support::streaming::{
+    LANDING_PATIENCE, TOPIC, sales_sum, setup, start_node, streamed, wait_for_rows, with_field,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_messages_are_rejected_with_reasons_and_every_good_row_lands() {

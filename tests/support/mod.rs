@@ -4,6 +4,7 @@
 pub mod kafka;
 pub mod node;
 pub mod postgres;
+pub mod streaming;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -22,6 +22,8 @@ pub struct PgServer {
     root: PathBuf,
     port: u16,
     run_as_postgres: bool,
+    /// The server options `pg_ctl start` was given, to start it again the same way.
+    options: String,
 }
 
 /// How the server trades durability for speed.
@@ -72,6 +74,11 @@ pub fn fresh_database_with(test: &str, durability: Durability) -> Option<String>
     Some(server.url(&name))
 }
 
+/// This process's server, once a test started it.
+pub fn server() -> Option<&'static PgServer> {
+    SERVER.get().and_then(|started| started.as_ref().ok())
+}
+
 impl PgServer {
     fn start(durability: Durability) -> Result<Self, String> {
         let bin = find_binaries()?;
@@ -89,6 +96,7 @@ impl PgServer {
             root,
             port: 0,
             run_as_postgres,
+            options: String::new(),
         };
         let data = server.root.join("data");
         server.run(
@@ -135,7 +143,11 @@ impl PgServer {
                 ],
             ) {
                 Ok(()) => {
-                    let server = PgServer { port, ..server };
+                    let server = PgServer {
+                        port,
+                        options: settings,
+                        ..server
+                    };
                     register_cleanup(&server);
                     return Ok(server);
                 }
@@ -146,6 +158,38 @@ impl PgServer {
             }
         }
         Err(format!("the server did not start: {last_error}"))
+    }
+
+    /// Stops the server (fast shutdown: every session is cut), for tests of a database outage.
+    pub fn stop(&self) {
+        let data = self.root.join("data");
+        self.run(
+            "pg_ctl",
+            &["-D", path_str(&data), "-m", "fast", "-w", "stop"],
+        )
+        .unwrap_or_else(|error| panic!("cannot stop PostgreSQL: {error}"));
+    }
+
+    /// Starts the server again, on the same port with the same settings.
+    pub fn restart(&self) {
+        let data = self.root.join("data");
+        let log = self.root.join("server.log");
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                path_str(&data),
+                "-l",
+                path_str(&log),
+                "-o",
+                &self.options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        )
+        .unwrap_or_else(|error| panic!("cannot start PostgreSQL again: {error}"));
     }
 
     /// The URL of database `name` on this server.

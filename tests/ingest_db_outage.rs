@@ -1,0 +1,65 @@
+//! PostgreSQL stops for 10 s while rows stream: the ingest node keeps its batch, retries with
+//! backoff without committing past it, never crashes, and every row lands exactly once when
+//! the database is back. Its own test binary, so stopping the server disturbs no other test.
+
+mod support;
+
+use std::time::Duration;
+
+use storecast::cli::produce::publish;
+use storecast::ingest::kafka;
+use support::kafka::Broker;
+use support::streaming::{TOPIC, sales_sum, setup, start_node, streamed, wait_for_rows};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_streamed_while_the_database_is_down_land_once_when_it_is_back() {
+    let Some(setup) = setup("ingest_db_outage").await else {
+        return;
+    };
+    let Some(broker) = Broker::start("ingest_db_outage") else {
+        return;
+    };
+    kafka::ensure_topic(&broker.address, TOPIC, 4)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = start_node(dir.path(), &setup, &broker, "ingest-a");
+    node.wait_for(&["ingest partitions assigned"]);
+
+    let messages: Vec<(String, String)> = setup
+        .templates
+        .distinct("product_A", setup.today, 30_000)
+        .collect();
+    let producer = kafka::producer(&broker.address).unwrap();
+    publish(&producer, TOPIC, &messages[..10_000], 0)
+        .await
+        .unwrap();
+    wait_for_rows(&setup.database, setup.today, 10_000).await;
+
+    // The database goes away; rows keep coming.
+    let server = support::postgres::server().expect("the test's PostgreSQL server");
+    server.stop();
+    publish(&producer, TOPIC, &messages[10_000..20_000], 0)
+        .await
+        .unwrap();
+    node.wait_for(&["cannot store an ingest batch; retrying with backoff"]);
+    // Ten seconds of outage is the scenario under test, not a wait for an event.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    server.restart();
+    node.wait_for(&["ingest batch stored after the database came back"]);
+
+    publish(&producer, TOPIC, &messages[20_000..], 0)
+        .await
+        .unwrap();
+    let sum = wait_for_rows(&setup.database, setup.today, 30_000).await;
+    assert_eq!(
+        sum,
+        sales_sum(&messages),
+        "every row landed once, with its values"
+    );
+    assert_eq!(streamed(&setup.database, setup.today).await.0, 30_000);
+    assert!(
+        node.child.try_wait().unwrap().is_none(),
+        "the node never stopped"
+    );
+}
