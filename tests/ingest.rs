@@ -186,3 +186,67 @@ async fn ingest_resumes_by_itself_after_the_broker_restarts() {
         "the node never stopped"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_producer_seeds_history_creates_the_topic_and_publishes_rounds() {
+    let Some(url) = support::postgres::fresh_database("ingest_produce") else {
+        return;
+    };
+    let Some(broker) = Broker::start("ingest_produce") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let produce = |args: &[&str]| {
+        let output = support::storecast(dir.path())
+            .args(["--database-url", &url, "produce", "--stores", "12"])
+            .args(["--brokers", &broker.address, "--partitions", "3"])
+            .args(args)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+        assert!(
+            output.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    };
+    let first = produce(&["--once"]);
+    assert!(
+        first.contains("seeded") && first.contains("(12 stores)"),
+        "{first}"
+    );
+    assert!(
+        first.contains("created topic sale_rossman_store with 3 partitions"),
+        "{first}"
+    );
+    let today = storecast::cli::load::yesterday().succ_opt().unwrap();
+    assert!(
+        first.contains(&format!("round 1: published 12 rows for {today}")),
+        "{first}"
+    );
+    let again = produce(&["--no-history", "--count", "300", "--rate", "1000"]);
+    assert!(
+        !again.contains("created topic"),
+        "the topic exists: {again}"
+    );
+    assert!(
+        again.contains("published 300 rows with distinct keys"),
+        "{again}"
+    );
+
+    // A node consumes both: today's round and the distinct rows (today's keys overlap: 12
+    // stores x 25 days from today, the first day being the round's).
+    let database = storecast::store::Database::connect(&support::database_config(&url))
+        .await
+        .unwrap();
+    let setup = support::streaming::Setup {
+        url: url.clone(),
+        database,
+        templates: Default::default(),
+        today,
+    };
+    let mut node = start_node(dir.path(), &setup, &broker, "ingest-a");
+    node.wait_for(&["ingest partitions assigned"]);
+    wait_for_rows(&setup.database, today, 300).await;
+}
