@@ -153,7 +153,9 @@ pub async fn ensure_topic(
     let partitions =
         i32::try_from(partitions).map_err(|_| fail("too many partitions".to_string()))?;
     let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let options = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(10)))
+        .request_timeout(Some(Duration::from_secs(15)));
     let results = admin
         .create_topics([&new_topic], &options)
         .await
