@@ -250,3 +250,67 @@ async fn the_producer_seeds_history_creates_the_topic_and_publishes_rounds() {
     node.wait_for(&["ingest partitions assigned"]);
     wait_for_rows(&setup.database, today, 300).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_actor_learns_that_newer_sales_arrived() {
+    let Some(setup) = setup("ingest_fresh_data").await else {
+        return;
+    };
+    let Some(broker) = Broker::start("ingest_fresh_data") else {
+        return;
+    };
+    kafka::ensure_topic(&broker.address, TOPIC, 2)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // One node that ingests and hosts the model actors.
+    let address = support::node::free_address();
+    let settings: Vec<String> = [
+        "cluster.roles=ingest,models".to_string(),
+        format!("ingest.brokers={}", broker.address),
+        "ingest.batch_ms=100".to_string(),
+        "train.profile=reference".to_string(),
+    ]
+    .into_iter()
+    .flat_map(|setting| ["--set".to_string(), setting])
+    .collect();
+    let global = vec!["--database-url".to_string(), setup.url.clone()];
+    let mut node =
+        support::node::NodeProcess::start(dir.path(), &global, "solo", &address, &[], &settings);
+    node.wait_for(&["ingest partitions assigned"]);
+    let client = |args: &[&str]| {
+        let output = support::storecast(dir.path())
+            .args(["--database-url", &setup.url, "cluster"])
+            .args(args)
+            .args(["--seeds", &address])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+        assert!(
+            output.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    };
+    let trained = client(&["retrain", "--store", "3"]);
+    assert!(
+        trained.contains("version 1 trained on node solo"),
+        "{trained}"
+    );
+    assert!(!client(&["forecast", "--store", "3"]).contains("newer"));
+
+    // Today's round lands; the store's model actor hears of it.
+    let round = setup.templates.round("product_A", setup.today);
+    let producer = kafka::producer(&broker.address).unwrap();
+    publish(&producer, TOPIC, &round, 0).await.unwrap();
+    wait_for_rows(&setup.database, setup.today, round.len() as i64).await;
+    let forecast = client(&["forecast", "--store", "3"]);
+    assert!(
+        forecast.contains("note: sales newer than this version have arrived"),
+        "{forecast}"
+    );
+    let retrained = client(&["retrain", "--store", "3"]);
+    assert!(retrained.contains("version 2 trained"), "{retrained}");
+    assert!(!client(&["forecast", "--store", "3"]).contains("newer"));
+}

@@ -252,6 +252,12 @@ async fn forecast(config: &Config, view: &MemberView, series: &SeriesArgs) -> an
         "store {} ({}): forecast by node {owner}, model {} version {}",
         version.store, version.product, version.profile, version.version
     );
+    if version.new_data {
+        println!(
+            "note: sales newer than this version have arrived; `storecast cluster retrain --store {}` uses them",
+            version.store
+        );
+    }
     for point in reply.points {
         println!(
             "{}  {:>8.0}  {:>8.0}  {:>8.0}",
