@@ -38,6 +38,7 @@ pub struct Config {
     pub cluster: ClusterConfig,
     pub scheduler: SchedulerConfig,
     pub ingest: IngestConfig,
+    pub gateway: GatewayConfig,
     /// Model profiles by name.
     pub profiles: BTreeMap<String, Profile>,
 }
@@ -130,6 +131,13 @@ pub struct IngestConfig {
     pub retry_min_ms: u64,
     pub retry_max_ms: u64,
     pub retrain_on_new_data: bool,
+}
+
+/// `[gateway]`: the HTTP gateway of nodes with the `gateway` role.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    pub listen: String,
 }
 
 /// Why a configuration could not be built. Every variant names the key or file at fault.

@@ -14,6 +14,7 @@
 //! - [`schedule`]: when the weekly job fires (pure time arithmetic);
 //! - [`store`]: the database (PostgreSQL or SQLite) and all SQL;
 //! - [`telemetry`]: logging to stderr;
+//! - [`web`]: the HTTP gateway's routes (health, metrics, cluster view);
 //! - [`training`]: training series from the database: fit on a bounded pool, register, forecast.
 //!
 //! Dependencies point one way: `cli` uses everything; `training` wires `forecast` to `store`;
@@ -33,3 +34,4 @@ pub mod schedule;
 pub mod store;
 pub mod telemetry;
 pub mod training;
+pub mod web;

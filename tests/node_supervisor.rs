@@ -40,6 +40,7 @@ async fn stopped_role_actors_come_back_and_stopping_hands_the_lease_over() {
     config.database.url = url.clone();
     config.cluster.name = "solo".to_string();
     config.cluster.listen = "127.0.0.1:0".to_string();
+    config.gateway.listen = "127.0.0.1:0".to_string();
     config.scheduler.train_all_at = String::new();
     let mut settings = node_settings(&config.cluster, 1).unwrap();
     settings.services = node_services(&config, &settings.me).await.unwrap();

@@ -6,11 +6,11 @@
 //! - [`model_host`]: the model actors of the series placed on this node, and routing to them;
 //! - [`scheduler`]: the cluster singleton that runs train-all jobs;
 //! - [`forecaster`]: batch forecasts, fanned out to the model actors and written in bulk;
-//! - [`ingest`]: the Kafka consumer-group member that stores sale messages in batches.
-//!
-//! The gateway joins as its issue is built.
+//! - [`ingest`]: the Kafka consumer-group member that stores sale messages in batches;
+//! - [`gateway`]: the HTTP gateway's server (routes in `crate::web`).
 
 pub mod forecaster;
+pub mod gateway;
 pub mod ingest;
 pub mod membership;
 pub mod model;

@@ -1,6 +1,6 @@
 //! The node supervisor: one per process. It starts ractor_cluster's `NodeServer` (transport,
 //! cookie authentication, process-group sync), the membership actor, and the role actors
-//! the node's roles ask for (ingest, model host, scheduler, forecaster). A role actor that fails is
+//! the node's roles ask for (ingest, model host, scheduler, forecaster, gateway). A role actor that fails is
 //! restarted with exponential backoff; one that keeps failing is reported as an error each
 //! time, never silently dropped. A failed transport or membership actor stops the node,
 //! loudly: a node that cannot see the cluster must not pretend to be in it.
@@ -20,6 +20,7 @@ use ractor_cluster::node::NodeConnectionMode;
 use ractor_cluster::{IncomingEncryptionMode, NodeServer, NodeServerMessage, RactorMessage};
 
 use super::forecaster::{Forecaster, ForecasterArguments};
+use super::gateway::{GatewayActor, GatewayArguments};
 use super::ingest::{Ingest, IngestArguments, IngestSettings};
 use super::membership::{Membership, MembershipArguments, MembershipMessage};
 use super::model_host::{
@@ -31,6 +32,7 @@ use crate::cluster::placement::SeriesKey;
 use crate::cluster::tls::NodeTls;
 use crate::store::Database;
 use crate::training::TrainSettings;
+use crate::web::Gateway;
 
 /// Everything a node needs to start.
 #[derive(Debug, Clone)]
@@ -56,6 +58,8 @@ pub struct NodeServices {
     pub train: Arc<TrainSettings>,
     pub scheduler: SchedulerSettings,
     pub ingest: IngestSettings,
+    /// Where the HTTP gateway listens (`gateway` role).
+    pub gateway_listen: SocketAddr,
 }
 
 /// How often a model host checks that it runs the series placed on it.
@@ -77,6 +81,7 @@ pub struct NodeSupervisor;
 /// The actors a node runs for its roles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RoleActor {
+    Gateway,
     Ingest,
     ModelHost,
     Scheduler,
@@ -86,6 +91,7 @@ pub enum RoleActor {
 impl RoleActor {
     fn name(self) -> &'static str {
         match self {
+            RoleActor::Gateway => "gateway",
             RoleActor::Ingest => "ingest",
             RoleActor::ModelHost => "model host",
             RoleActor::Scheduler => "scheduler",
@@ -188,6 +194,7 @@ impl Actor for NodeSupervisor {
             let wanted = [
                 (Role::Models, RoleActor::ModelHost),
                 (Role::Ingest, RoleActor::Ingest),
+                (Role::Gateway, RoleActor::Gateway),
                 (Role::Scheduler, RoleActor::Scheduler),
                 (Role::Forecast, RoleActor::Forecaster),
             ];
@@ -355,6 +362,19 @@ async fn start_role(
             let (scheduler, _) =
                 Actor::spawn_linked(None, Scheduler, arguments, supervisor).await?;
             scheduler.get_cell()
+        }
+        RoleActor::Gateway => {
+            let arguments = GatewayArguments {
+                listen: services.gateway_listen,
+                gateway: Gateway {
+                    database: services.database.clone(),
+                    membership: state.membership.clone(),
+                    node: state.me.name.clone(),
+                },
+            };
+            let (gateway, _) =
+                Actor::spawn_linked(None, GatewayActor, arguments, supervisor).await?;
+            gateway.get_cell()
         }
         RoleActor::Ingest => {
             let arguments = IngestArguments {

@@ -97,6 +97,7 @@ pub async fn run(args: DemoArgs, config: &Config) -> anyhow::Result<()> {
     let mut node_config = config.clone();
     node_config.cluster.name = "demo".to_string();
     node_config.cluster.listen = "127.0.0.1:0".to_string();
+    node_config.gateway.listen = "127.0.0.1:0".to_string();
     node_config.cluster.seeds = Vec::new();
     node_config.cluster.roles = Role::ALL
         .iter()

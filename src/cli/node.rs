@@ -79,14 +79,14 @@ pub async fn run(_args: NodeArgs, config: &Config) -> anyhow::Result<()> {
     }
 }
 
-/// Connects the database and resolves the settings of the data roles, when the node has
-/// one of them (ingest, models, scheduler, forecast).
+/// Connects the database and resolves the settings of the node's roles; a client (no
+/// roles) gets none.
 pub async fn node_services(
     config: &Config,
     me: &MemberInfo,
 ) -> anyhow::Result<Option<NodeServices>> {
-    let data_roles = [Role::Ingest, Role::Models, Role::Scheduler, Role::Forecast];
-    if !data_roles.iter().any(|role| me.has_role(*role)) {
+    // Every role works on the data; a member without roles is a client.
+    if me.roles.is_empty() {
         return Ok(None);
     }
     let database = Database::connect(&config.database).await?;
@@ -115,11 +115,24 @@ pub async fn node_services(
         retry_min: Duration::from_millis(ingest.retry_min_ms.max(1)),
         retry_max: Duration::from_millis(ingest.retry_max_ms.max(ingest.retry_min_ms.max(1))),
     };
+    let gateway_listen: SocketAddr = config
+        .gateway
+        .listen
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addresses| addresses.next())
+        .with_context(|| {
+            format!(
+                "gateway.listen `{}` is not a host:port address",
+                config.gateway.listen
+            )
+        })?;
     Ok(Some(NodeServices {
         database,
         train: Arc::new(train),
         scheduler,
         ingest,
+        gateway_listen,
     }))
 }
 

@@ -133,6 +133,12 @@ impl Database {
         Ok(database)
     }
 
+    /// Checks the database answers (one trivial query).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        jobs::on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))
+            .map_err(StoreError::query("checking the database"))
+    }
+
     /// `postgres` or `sqlite`.
     pub fn backend(&self) -> &'static str {
         match self {

@@ -39,6 +39,9 @@ impl NodeProcess {
                 "--seeds",
                 &seeds.join(","),
             ])
+            // Many nodes share this machine: each gateway takes a free port (logged), unless
+            // `extra` sets one.
+            .args(["--set", "gateway.listen=127.0.0.1:0"])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -1,0 +1,79 @@
+//! The gateway actor: one per node with the `gateway` role. It binds `gateway.listen` and
+//! serves the HTTP gateway (`crate::web`) in a task; stopping the actor stops taking new
+//! connections and lets requests in flight finish.
+
+use std::net::SocketAddr;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor_cluster::RactorMessage;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::web::{Gateway, router};
+
+pub struct GatewayArguments {
+    pub listen: SocketAddr,
+    pub gateway: Gateway,
+}
+
+#[derive(RactorMessage)]
+pub enum GatewayMessage {}
+
+pub struct GatewayActor;
+
+pub struct GatewayState {
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Actor for GatewayActor {
+    type Msg = GatewayMessage;
+    type State = GatewayState;
+    type Arguments = GatewayArguments;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        arguments: GatewayArguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let listener = tokio::net::TcpListener::bind(arguments.listen)
+            .await
+            .map_err(|error| {
+                format!(
+                    "cannot listen on {} (gateway.listen): {error}",
+                    arguments.listen
+                )
+            })?;
+        let address = listener.local_addr()?;
+        tracing::info!(%address, "gateway listening on http://{address}");
+        let (stop, mut stopped) = watch::channel(false);
+        let app = router(arguments.gateway);
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.changed().await;
+            };
+            if let Err(error) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(%error, "gateway server stopped");
+            }
+        });
+        Ok(GatewayState {
+            stop,
+            task: Some(task),
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let _ = state.stop.send(true);
+        if let Some(task) = state.task.take() {
+            let _ = task.await;
+        }
+        Ok(())
+    }
+}
