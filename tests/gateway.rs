@@ -94,4 +94,77 @@ fn health_readiness_metrics_and_the_cluster_view() {
 
     let missing = get(&gateway, "/api/nothing-here");
     assert_eq!(missing.status, 404);
+
+    // Stores and batch forecasts, once there is data and a trained store.
+    let data_dir = dir.path().join("data");
+    let run = |args: &[&str]| {
+        let output = support::storecast(dir.path())
+            .args(["--database-url", &url])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    run(&[
+        "dataset",
+        "synth",
+        "--stores",
+        "3",
+        "--days",
+        "300",
+        "--out",
+        data_dir.to_str().unwrap(),
+    ]);
+    run(&["load", data_dir.join("train.csv").to_str().unwrap()]);
+    run(&["--set", "train.profile=reference", "train", "--store", "2"]);
+    let stores = get(&gateway, "/api/stores").json();
+    assert_eq!(
+        stores,
+        serde_json::json!([
+            {"store": 1, "products": [{"product": "product_A", "model_version": null}]},
+            {"store": 2, "products": [{"product": "product_A", "model_version": 1}]},
+            {"store": 3, "products": [{"product": "product_A", "model_version": null}]},
+        ])
+    );
+    let forecast = get(&gateway, "/api/stores/2/products/product_A/forecast");
+    assert_eq!(forecast.status, 200, "{}", forecast.body);
+    let forecast = forecast.json();
+    assert_eq!(forecast["model"]["name"], "reference");
+    assert_eq!(forecast["model"]["version"], 1);
+    let days = forecast["forecast"].as_array().unwrap();
+    assert_eq!(days.len(), 7);
+    for day in days {
+        let (value, lower, upper) = (
+            day["value"].as_f64().unwrap(),
+            day["lower_ci"].as_f64().unwrap(),
+            day["upper_ci"].as_f64().unwrap(),
+        );
+        assert!(lower <= value && value <= upper, "{day}");
+    }
+    for (path, status, reason) in [
+        (
+            "/api/stores/3/products/product_A/forecast",
+            404,
+            "has no forecast yet",
+        ),
+        (
+            "/api/stores/99/products/product_A/forecast",
+            404,
+            "unknown series",
+        ),
+        (
+            "/api/stores/abc/products/product_A/forecast",
+            400,
+            "positive whole number",
+        ),
+    ] {
+        let answer = get(&gateway, path);
+        assert_eq!(answer.status, status, "{path}: {}", answer.body);
+        let error = answer.json()["error"].as_str().unwrap().to_string();
+        assert!(error.contains(reason), "{path}: {error}");
+    }
 }

@@ -146,6 +146,24 @@ impl Database {
         }
     }
 
+    /// Every series (store, product) with sales, and its latest model version if it has one.
+    pub async fn series_overview(&self) -> Result<Vec<(u32, String, Option<i32>)>, StoreError> {
+        let rows: Vec<(i32, String, Option<i32>)> =
+            super::jobs::on_pool!(self, pool => sqlx::query_as(
+            "SELECT s.store, s.product, \
+             (SELECT MAX(m.version) FROM model_versions m \
+              WHERE m.store = s.store AND m.product = s.product) \
+             FROM (SELECT DISTINCT store, product FROM sales) s ORDER BY s.store, s.product",
+        )
+        .fetch_all(pool)
+        .await)
+            .map_err(StoreError::query("listing series"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(store, product, version)| (store.unsigned_abs(), product, version))
+            .collect())
+    }
+
     /// All rows of one series, oldest first.
     pub async fn series_sales(
         &self,

@@ -3,12 +3,14 @@
 //! model itself.
 //!
 //! - [`health`]: `/health/livez`, `/health/readyz`, `/metrics`;
-//! - [`cluster`]: `GET /api/cluster`, the live members and the series each hosts.
+//! - [`cluster`]: `GET /api/cluster`, the live members and the series each hosts;
+//! - [`stores`]: `GET /api/stores` and the latest batch forecast of a series.
 //!
 //! Errors are JSON: `{"error": "..."}` with a 4xx or 5xx status that says whose fault it is.
 
 pub mod cluster;
 pub mod health;
+pub mod stores;
 
 use std::time::Duration;
 
@@ -41,6 +43,11 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/health/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/api/cluster", get(cluster::cluster))
+        .route("/api/stores", get(stores::stores))
+        .route(
+            "/api/stores/{store}/products/{product}/forecast",
+            get(stores::forecast),
+        )
         .with_state(gateway)
 }
 
@@ -52,6 +59,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// The database failed: the service is unavailable, not the request wrong.
+    pub fn database(error: crate::store::StoreError) -> Self {
+        ApiError::unavailable(error.to_string())
+    }
+
     pub fn unavailable(message: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,

@@ -1,0 +1,137 @@
+//! Stores and their batch forecasts, read from the database:
+//! - `GET /api/stores`: every series (store, product) with its latest model version;
+//! - `GET /api/stores/{store}/products/{product}/forecast`: the latest batch forecast, with the
+//!   model's name and version, the interval bounds and when it was written.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+
+use super::{ApiError, Gateway};
+
+#[derive(Debug, Serialize)]
+pub struct StoreEntry {
+    pub store: u32,
+    pub products: Vec<ProductEntry>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProductEntry {
+    pub product: String,
+    /// The latest model version, `null` when the series was never trained.
+    pub model_version: Option<i32>,
+}
+
+pub async fn stores(State(gateway): State<Gateway>) -> Result<Json<Vec<StoreEntry>>, ApiError> {
+    let series = gateway
+        .database
+        .series_overview()
+        .await
+        .map_err(ApiError::database)?;
+    let mut by_store: BTreeMap<u32, Vec<ProductEntry>> = BTreeMap::new();
+    for (store, product, model_version) in series {
+        by_store.entry(store).or_default().push(ProductEntry {
+            product,
+            model_version,
+        });
+    }
+    Ok(Json(
+        by_store
+            .into_iter()
+            .map(|(store, products)| StoreEntry { store, products })
+            .collect(),
+    ))
+}
+
+#[derive(Debug, Serialize)]
+pub struct BatchForecast {
+    pub store: u32,
+    pub product: String,
+    pub model: Model,
+    pub created_at: DateTime<Utc>,
+    pub forecast: Vec<Day>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Model {
+    pub name: String,
+    pub version: i32,
+    pub trained_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Day {
+    pub date: NaiveDate,
+    pub value: f64,
+    pub lower_ci: f64,
+    pub upper_ci: f64,
+}
+
+pub async fn forecast(
+    State(gateway): State<Gateway>,
+    Path((store, product)): Path<(String, String)>,
+) -> Result<Json<BatchForecast>, ApiError> {
+    let store = parse_store(&store)?;
+    let database = &gateway.database;
+    let rows = database
+        .latest_forecast(store, &product)
+        .await
+        .map_err(ApiError::database)?;
+    let Some(first) = rows.first() else {
+        let known = database
+            .series_overview()
+            .await
+            .map_err(ApiError::database)?
+            .iter()
+            .any(|(known, name, _)| *known == store && *name == product);
+        return Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: if known {
+                format!("store {store} ({product}) has no forecast yet: train it first")
+            } else {
+                format!("unknown series: store {store} has no sales of product {product}")
+            },
+        });
+    };
+    let version = first.record.model_version;
+    let registered = database
+        .model_version(store, &product, version)
+        .await
+        .map_err(ApiError::database)?;
+    Ok(Json(BatchForecast {
+        store,
+        product: product.clone(),
+        model: Model {
+            name: registered
+                .as_ref()
+                .map_or_else(|| "unknown".to_string(), |found| found.profile.clone()),
+            version,
+            trained_at: registered.map(|found| found.trained_at),
+        },
+        created_at: first.created_at,
+        forecast: rows
+            .iter()
+            .map(|row| Day {
+                date: row.record.date,
+                value: row.record.yhat,
+                lower_ci: row.record.lower,
+                upper_ci: row.record.upper,
+            })
+            .collect(),
+    }))
+}
+
+/// A store id from a path: a positive whole number.
+pub fn parse_store(text: &str) -> Result<u32, ApiError> {
+    text.parse::<u32>()
+        .ok()
+        .filter(|store| *store > 0)
+        .ok_or_else(|| ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: format!("store must be a positive whole number, got {text:?}"),
+        })
+}
