@@ -2,7 +2,7 @@
 
 mod support;
 
-use support::http::get;
+use support::http::{get, post};
 use support::node::{NodeProcess, free_address};
 
 fn start(
@@ -167,4 +167,67 @@ fn health_readiness_metrics_and_the_cluster_view() {
         let error = answer.json()["error"].as_str().unwrap().to_string();
         assert!(error.contains(reason), "{path}: {error}");
     }
+
+    // Online forecasts, the reference service's way, by the series' model actor.
+    let today = storecast::cli::load::yesterday().succ_opt().unwrap();
+    let in_days = |days: u64| (today + chrono::Days::new(days)).to_string();
+    let item = |store: u32, begin: &str, end: &str| {
+        format!(
+            r#"{{"store_id": {store}, "product_name": "product_A", "begin_date": "{begin}", "end_date": "{end}"}}"#
+        )
+    };
+    let answer = post(
+        &gateway,
+        "/api/forecast",
+        &format!("[{}]", item(2, &in_days(1), &in_days(3))),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let answer = answer.json();
+    assert_eq!(answer[0]["api"]["model_name"], "reference");
+    assert_eq!(answer[0]["api"]["model_version"], 1);
+    let points = answer[0]["forecast"].as_array().unwrap();
+    assert_eq!(points.len(), 3, "{answer}");
+    assert_eq!(points[0]["timestamp"], format!("{}T00:00:00", in_days(1)));
+    // The same model gives the same values as its batch forecast for those days.
+    for point in points {
+        let date = &point["timestamp"].as_str().unwrap()[..10];
+        let batch = days
+            .iter()
+            .find(|day| day["date"] == date)
+            .expect("the batch covers the next week");
+        let (online, stored) = (
+            point["value"].as_f64().unwrap(),
+            batch["value"].as_f64().unwrap(),
+        );
+        assert!(
+            (online - stored).abs() <= 1e-6 * stored.abs().max(1.0),
+            "{date}: {online} vs {stored}"
+        );
+    }
+    let today_text = today.to_string();
+    let far = in_days(400);
+    let bad_requests = [
+        (
+            item(2, &in_days(3), &in_days(1)),
+            400,
+            "is before begin_date",
+        ),
+        (item(2, &in_days(1), &far), 400, "more than 366"),
+        (item(99, &today_text, &in_days(1)), 404, "unknown series"),
+        (item(3, &today_text, &in_days(1)), 409, "no trained model"),
+        ("{not json".to_string(), 400, "must be a JSON list"),
+    ];
+    for (body, status, reason) in bad_requests {
+        let body = if body.starts_with('{') && !body.starts_with("{not") {
+            format!("[{body}]")
+        } else {
+            body
+        };
+        let answer = post(&gateway, "/api/forecast", &body);
+        assert_eq!(answer.status, status, "{body}: {}", answer.body);
+        let error = answer.json()["error"].as_str().unwrap().to_string();
+        assert!(error.contains(reason), "{body}: {error}");
+    }
+    let empty = post(&gateway, "/api/forecast", "[]");
+    assert_eq!(empty.status, 400);
 }

@@ -4,11 +4,13 @@
 //!
 //! - [`health`]: `/health/livez`, `/health/readyz`, `/metrics`;
 //! - [`cluster`]: `GET /api/cluster`, the live members and the series each hosts;
-//! - [`stores`]: `GET /api/stores` and the latest batch forecast of a series.
+//! - [`stores`]: `GET /api/stores` and the latest batch forecast of a series;
+//! - [`forecast`]: `POST /api/forecast`, online forecasts by the series' model actors.
 //!
 //! Errors are JSON: `{"error": "..."}` with a 4xx or 5xx status that says whose fault it is.
 
 pub mod cluster;
+pub mod forecast;
 pub mod health;
 pub mod stores;
 
@@ -16,9 +18,10 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use ractor::ActorRef;
 use serde::Serialize;
 
@@ -36,6 +39,9 @@ pub struct Gateway {
 /// Longest the gateway waits for an actor before answering 503.
 pub const ACTOR_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
 /// The gateway's routes.
 pub fn router(gateway: Gateway) -> Router {
     Router::new()
@@ -44,10 +50,12 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/api/cluster", get(cluster::cluster))
         .route("/api/stores", get(stores::stores))
+        .route("/api/forecast", post(forecast::forecast))
         .route(
             "/api/stores/{store}/products/{product}/forecast",
             get(stores::forecast),
         )
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(gateway)
 }
 

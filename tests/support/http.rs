@@ -27,14 +27,30 @@ impl Answer {
 
 /// `GET path` from `address` (host:port).
 pub fn get(address: &str, path: &str) -> Answer {
+    request(address, "GET", path, None)
+}
+
+/// `POST path` with a JSON body.
+pub fn post(address: &str, path: &str, body: &str) -> Answer {
+    request(address, "POST", path, Some(body))
+}
+
+fn request(address: &str, method: &str, path: &str, body: Option<&str>) -> Answer {
     let mut stream = TcpStream::connect(address)
         .unwrap_or_else(|error| panic!("cannot connect to {address}: {error}"));
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
+    let content = match body {
+        Some(body) => format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+        None => "\r\n".to_string(),
+    };
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n{content}"
     )
     .unwrap();
     let mut raw = Vec::new();

@@ -1,0 +1,200 @@
+//! `POST /api/forecast`, compatible with the reference stack's forecast service: a list of
+//! `{store_id, product_name, begin_date, end_date}`, answered item by item with
+//! `forecast: [{timestamp, value, lower_ci, upper_ci}]` and `api: {model_name, model_version}`.
+//!
+//! Each item is served by its series' model actor, wherever placement puts it, from the
+//! loaded model version (no refit). The whole request is checked first; a bad item fails it
+//! with a 4xx naming the item and what is wrong.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use super::{ACTOR_TIMEOUT, ApiError, Gateway};
+use crate::actors::membership::MembershipMessage;
+use crate::actors::model_host::{ModelHostMessage, SeriesRequest, owner_host, placement};
+use crate::cluster::placement::SeriesKey;
+
+/// Most items one request may ask for.
+pub const MAX_ITEMS: usize = 100;
+/// Most days one item may span.
+pub const MAX_DAYS: i64 = 366;
+/// Longest a model actor may take to forecast one item.
+const FORECAST_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Item {
+    pub store_id: u32,
+    pub product_name: String,
+    pub begin_date: NaiveDate,
+    pub end_date: NaiveDate,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Answer {
+    pub store_id: u32,
+    pub product_name: String,
+    pub forecast: Vec<Point>,
+    pub api: Api,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Point {
+    /// The day, as `YYYY-MM-DDT00:00:00` like the reference service.
+    pub timestamp: String,
+    pub value: f64,
+    pub lower_ci: f64,
+    pub upper_ci: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Api {
+    pub model_name: String,
+    pub model_version: i32,
+}
+
+fn bad_request(message: String) -> ApiError {
+    ApiError {
+        status: StatusCode::BAD_REQUEST,
+        message,
+    }
+}
+
+pub async fn forecast(
+    State(gateway): State<Gateway>,
+    body: Result<Json<Vec<Item>>, JsonRejection>,
+) -> Result<Json<Vec<Answer>>, ApiError> {
+    let Json(items) = body.map_err(|rejection| {
+        bad_request(format!(
+            "the body must be a JSON list of {{store_id, product_name, begin_date, end_date}}: {}",
+            rejection.body_text()
+        ))
+    })?;
+    if items.is_empty() || items.len() > MAX_ITEMS {
+        return Err(bad_request(format!(
+            "ask for 1 to {MAX_ITEMS} items, not {}",
+            items.len()
+        )));
+    }
+    let database = &gateway.database;
+    let mut plans = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let at = |what: String| format!("item {index} (store {}): {what}", item.store_id);
+        if item.end_date < item.begin_date {
+            return Err(bad_request(at(format!(
+                "end_date {} is before begin_date {}",
+                item.end_date, item.begin_date
+            ))));
+        }
+        let span = (item.end_date - item.begin_date).num_days() + 1;
+        if span > MAX_DAYS {
+            return Err(bad_request(at(format!(
+                "{span} days asked, more than {MAX_DAYS}"
+            ))));
+        }
+        let last = database
+            .last_sale_dates(&item.product_name, &[item.store_id])
+            .await
+            .map_err(ApiError::database)?
+            .get(&item.store_id)
+            .copied()
+            .ok_or_else(|| ApiError {
+                status: StatusCode::NOT_FOUND,
+                message: at(format!("unknown series: no sales of {}", item.product_name)),
+            })?;
+        if item.begin_date <= last {
+            return Err(bad_request(at(format!(
+                "begin_date must be after the last day of sales, {last}"
+            ))));
+        }
+        let days = (item.end_date - last).num_days();
+        if days > MAX_DAYS {
+            return Err(bad_request(at(format!(
+                "end_date is {days} days after the last day of sales ({last}); at most {MAX_DAYS}"
+            ))));
+        }
+        plans.push((item, days as u32));
+    }
+
+    let view = ractor::call_t!(
+        gateway.membership,
+        MembershipMessage::GetView,
+        ACTOR_TIMEOUT.as_millis() as u64
+    )
+    .map_err(|error| ApiError::unavailable(format!("membership does not answer: {error}")))?;
+    let mut answers = Vec::with_capacity(plans.len());
+    for (item, days) in plans {
+        let key = SeriesKey::new(item.store_id, item.product_name.clone());
+        let keys: Vec<SeriesKey> = database
+            .stores_with_sales(&item.product_name)
+            .await
+            .map_err(ApiError::database)?
+            .into_iter()
+            .map(|store| SeriesKey::new(store, item.product_name.clone()))
+            .collect();
+        let (owner, host) = owner_host(&placement(&view, &keys), &key).ok_or_else(|| {
+            ApiError::unavailable(format!("no live model host owns store {}", item.store_id))
+        })?;
+        let request = SeriesRequest {
+            store: item.store_id,
+            product: item.product_name.clone(),
+            days,
+            traceparent: String::new(),
+            job_id: None,
+        };
+        let reply = match host
+            .call(
+                |port| ModelHostMessage::Forecast(request, port),
+                Some(FORECAST_TIMEOUT),
+            )
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(reply)) => reply,
+            Ok(other) => {
+                return Err(ApiError::unavailable(format!(
+                    "node {owner} did not answer: {other:?}"
+                )));
+            }
+            Err(error) => {
+                return Err(ApiError::unavailable(format!(
+                    "node {owner} unreachable: {error}"
+                )));
+            }
+        };
+        let Some(version) = reply.version else {
+            return Err(ApiError {
+                status: StatusCode::CONFLICT,
+                message: format!(
+                    "store {}: {}",
+                    item.store_id,
+                    reply.error.unwrap_or_else(|| "no forecast".to_string())
+                ),
+            });
+        };
+        answers.push(Answer {
+            store_id: item.store_id,
+            product_name: item.product_name.clone(),
+            forecast: reply
+                .points
+                .iter()
+                .filter(|point| point.date >= item.begin_date && point.date <= item.end_date)
+                .map(|point| Point {
+                    timestamp: format!("{}T00:00:00", point.date),
+                    value: point.yhat,
+                    lower_ci: point.lower,
+                    upper_ci: point.upper,
+                })
+                .collect(),
+            api: Api {
+                model_name: version.profile,
+                model_version: version.version,
+            },
+        });
+    }
+    Ok(Json(answers))
+}
