@@ -8,33 +8,25 @@ use std::time::Duration;
 
 use storecast::cli::produce::publish;
 use storecast::ingest::kafka;
-use support::kafka::Broker;
-use support::streaming::{TOPIC, sales_sum, setup, start_node, streamed, wait_for_rows};
+use support::streaming::{TOPIC, sales_sum, stream, streamed, wait_for_rows};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_streamed_while_the_database_is_down_land_once_when_it_is_back() {
-    let Some(setup) = setup("ingest_db_outage").await else {
+    let Some(stream) = stream("ingest_db_outage", 4, false).await else {
         return;
     };
-    let Some(broker) = Broker::start("ingest_db_outage") else {
-        return;
-    };
-    kafka::ensure_topic(&broker.address, TOPIC, 4)
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut node = start_node(dir.path(), &setup, &broker, "ingest-a");
-    node.wait_for(&["ingest partitions assigned"]);
+    let mut node = stream.ingest_node("ingest-a");
 
-    let messages: Vec<(String, String)> = setup
+    let messages: Vec<(String, String)> = stream
+        .setup
         .templates
-        .distinct("product_A", setup.today, 30_000)
+        .distinct("product_A", stream.setup.today, 30_000)
         .collect();
-    let producer = kafka::producer(&broker.address).unwrap();
+    let producer = kafka::producer(&stream.broker.address).unwrap();
     publish(&producer, TOPIC, &messages[..10_000], 0)
         .await
         .unwrap();
-    wait_for_rows(&setup.database, setup.today, 10_000).await;
+    wait_for_rows(&stream.setup.database, stream.setup.today, 10_000).await;
 
     // The database goes away; rows keep coming.
     let server = support::postgres::server().expect("the test's PostgreSQL server");
@@ -51,13 +43,16 @@ async fn rows_streamed_while_the_database_is_down_land_once_when_it_is_back() {
     publish(&producer, TOPIC, &messages[20_000..], 0)
         .await
         .unwrap();
-    let sum = wait_for_rows(&setup.database, setup.today, 30_000).await;
+    let sum = wait_for_rows(&stream.setup.database, stream.setup.today, 30_000).await;
     assert_eq!(
         sum,
         sales_sum(&messages),
         "every row landed once, with its values"
     );
-    assert_eq!(streamed(&setup.database, setup.today).await.0, 30_000);
+    assert_eq!(
+        streamed(&stream.setup.database, stream.setup.today).await.0,
+        30_000
+    );
     assert!(
         node.child.try_wait().unwrap().is_none(),
         "the node never stopped"

@@ -6,9 +6,8 @@ use std::net::SocketAddr;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use ractor_cluster::RactorMessage;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
+use super::background::Background;
 use crate::web::{Gateway, router};
 
 pub struct GatewayArguments {
@@ -22,8 +21,7 @@ pub enum GatewayMessage {}
 pub struct GatewayActor;
 
 pub struct GatewayState {
-    stop: watch::Sender<bool>,
-    task: Option<JoinHandle<()>>,
+    server: Background,
 }
 
 impl Actor for GatewayActor {
@@ -46,9 +44,8 @@ impl Actor for GatewayActor {
             })?;
         let address = listener.local_addr()?;
         tracing::info!(%address, "gateway listening on http://{address}");
-        let (stop, mut stopped) = watch::channel(false);
         let app = router(arguments.gateway);
-        let task = tokio::spawn(async move {
+        let server = Background::spawn(|mut stopped| async move {
             let shutdown = async move {
                 let _ = stopped.changed().await;
             };
@@ -59,10 +56,7 @@ impl Actor for GatewayActor {
                 tracing::error!(%error, "gateway server stopped");
             }
         });
-        Ok(GatewayState {
-            stop,
-            task: Some(task),
-        })
+        Ok(GatewayState { server })
     }
 
     async fn post_stop(
@@ -70,10 +64,7 @@ impl Actor for GatewayActor {
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let _ = state.stop.send(true);
-        if let Some(task) = state.task.take() {
-            let _ = task.await;
-        }
+        state.server.stop().await;
         Ok(())
     }
 }

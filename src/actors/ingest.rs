@@ -22,8 +22,8 @@ use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
+use super::background::Background;
 use super::model_host::{self, ModelHostMessage};
 use crate::ingest::batch::Batch;
 use crate::ingest::kafka::{self, IngestConsumer, RebalanceWatch};
@@ -55,8 +55,7 @@ pub enum IngestMessage {}
 pub struct Ingest;
 
 pub struct IngestState {
-    stop: watch::Sender<bool>,
-    task: Option<JoinHandle<()>>,
+    consumer: Background,
 }
 
 /// Longest the consumer waits for a message before looking at its stop signal again.
@@ -72,27 +71,21 @@ impl Actor for Ingest {
         _myself: ActorRef<Self::Msg>,
         arguments: IngestArguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let (stop, stopped) = watch::channel(false);
         let settings = arguments.settings;
         if settings.brokers.trim().is_empty() {
             tracing::info!("ingest: no brokers configured (ingest.brokers); consuming nothing");
-            return Ok(IngestState { stop, task: None });
+            return Ok(IngestState {
+                consumer: Background::idle(),
+            });
         }
         let (consumer, rebalances) =
             kafka::consumer(&settings.brokers, &settings.group, settings.session_timeout)?;
         consumer.subscribe(&[settings.topic.as_str()])?;
         tracing::info!(brokers = %settings.brokers, topic = %settings.topic, group = %settings.group, "ingest consuming");
-        let task = tokio::spawn(consume(
-            consumer,
-            rebalances,
-            arguments.database,
-            settings,
-            stopped,
-        ));
-        Ok(IngestState {
-            stop,
-            task: Some(task),
-        })
+        let database = arguments.database;
+        let consumer =
+            Background::spawn(|stopped| consume(consumer, rebalances, database, settings, stopped));
+        Ok(IngestState { consumer })
     }
 
     async fn post_stop(
@@ -101,10 +94,7 @@ impl Actor for Ingest {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         // The loop stores and commits the batch it holds, then leaves the group.
-        let _ = state.stop.send(true);
-        if let Some(task) = state.task.take() {
-            let _ = task.await;
-        }
+        state.consumer.stop().await;
         Ok(())
     }
 }

@@ -7,8 +7,10 @@
 //! - [`scheduler`]: the cluster singleton that runs train-all jobs;
 //! - [`forecaster`]: batch forecasts, fanned out to the model actors and written in bulk;
 //! - [`ingest`]: the Kafka consumer-group member that stores sale messages in batches;
-//! - [`gateway`]: the HTTP gateway's server (routes in `crate::web`).
+//! - [`gateway`]: the HTTP gateway's server (routes in `crate::web`);
+//! - [`background`]: the stoppable task an actor runs beside its mailbox.
 
+pub mod background;
 pub mod forecaster;
 pub mod gateway;
 pub mod ingest;

@@ -61,6 +61,7 @@ pub fn start_node(
         "ingest.session_timeout_ms=3000".to_string(),
         "ingest.batch_ms=100".to_string(),
         "ingest.retry_max_ms=1000".to_string(),
+        "log.level=info,storecast::actors::ingest=debug,ractor=warn,ractor_cluster=warn,ractor_cluster::node::node_session=error".to_string(),
     ]
     .into_iter()
     .flat_map(|setting| ["--set".to_string(), setting])
@@ -119,4 +120,40 @@ pub fn sales_sum(messages: &[(String, String)]) -> i64 {
         .filter_map(|(_, json)| parse_sale(json.as_bytes()).ok())
         .map(|sale| i64::from(sale.row.sales))
         .sum()
+}
+
+/// Everything an ingest test streams through: a database with history, a broker holding the
+/// topic, and a folder for the node processes.
+pub struct Stream {
+    pub setup: Setup,
+    pub broker: Broker,
+    pub dir: tempfile::TempDir,
+}
+
+/// Sets a stream up, or `None` (after saying so) when a service is missing and not required.
+/// A `persistent` broker keeps its topics and offsets across restarts.
+pub async fn stream(test: &str, partitions: u32, persistent: bool) -> Option<Stream> {
+    let setup = setup(test).await?;
+    let broker = if persistent {
+        Broker::start_persistent(test)?
+    } else {
+        Broker::start(test)?
+    };
+    storecast::ingest::kafka::ensure_topic(&broker.address, TOPIC, partitions)
+        .await
+        .unwrap();
+    Some(Stream {
+        setup,
+        broker,
+        dir: tempfile::tempdir().unwrap(),
+    })
+}
+
+impl Stream {
+    /// Starts an ingest node and waits until the group gave it partitions.
+    pub fn ingest_node(&self, name: &str) -> NodeProcess {
+        let mut node = start_node(self.dir.path(), &self.setup, &self.broker, name);
+        node.wait_for(&["ingest partitions assigned"]);
+        node
+    }
 }
