@@ -94,6 +94,10 @@ impl Broker {
             None => "memory://tansu/",
         };
         let child = command
+            .env(
+                "RUST_LOG",
+                std::env::var("STORECAST_TANSU_LOG").unwrap_or_default(),
+            )
             .args([
                 "broker",
                 "--listener-url",
