@@ -31,6 +31,8 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use support::measure::{millis, percentile};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -976,19 +978,6 @@ fn log_kind(line: &str) -> String {
 
 fn median(sorted: &[Duration]) -> Duration {
     percentile(sorted, 50.0)
-}
-
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[Duration], percent: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = (percent / 100.0 * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn millis(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1000.0
 }
 
 fn load_average() -> String {

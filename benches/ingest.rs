@@ -46,6 +46,9 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use storecast::cli::thousands;
+use support::measure::{millis, percentile};
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -1871,30 +1874,4 @@ fn median_f64(values: &[f64]) -> f64 {
         .get(sorted.len().saturating_sub(1) / 2)
         .copied()
         .unwrap_or(0.0)
-}
-
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[Duration], percent: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = (percent / 100.0 * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn millis(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1000.0
-}
-
-/// `1234567` as `1,234,567`.
-fn thousands(value: u64) -> String {
-    let digits = value.to_string();
-    let mut out = String::new();
-    for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
 }

@@ -3,6 +3,7 @@
 
 pub mod http;
 pub mod kafka;
+pub mod measure;
 pub mod node;
 pub mod postgres;
 pub mod streaming;
