@@ -663,8 +663,56 @@ async fn ingest_batches_upsert_and_replay_changes_nothing(database: Database) {
     assert_eq!(last_dates.get(&3), None);
 }
 
+/// New rows take PostgreSQL's COPY path; a batch that meets one stored row is undone and
+/// upserted whole, so no row is half-written or doubled.
+async fn ingest_copies_new_rows_and_upserts_a_batch_that_meets_stored_ones(database: Database) {
+    use storecast::ingest::message::Sale;
+    database
+        .replace_sales("product_A", &sample_rows(3, 10))
+        .await
+        .unwrap();
+    let stored = database.series_sales(1, "product_A").await.unwrap();
+    let last = *stored.last().unwrap();
+    let day = |ahead: u64| last.date + chrono::Days::new(ahead);
+    let sale = |store: u32, date: NaiveDate, sales: u32| Sale {
+        product: "product_A".to_string(),
+        row: SalesRow {
+            store,
+            date,
+            sales,
+            ..last
+        },
+    };
+    let copies = matches!(database, Database::Postgres(_));
+
+    let fresh: Vec<Sale> = (1..=3)
+        .flat_map(|store| (1..=4).map(move |ahead| (store, ahead)))
+        .map(|(store, ahead)| sale(store, day(ahead), 1_000 + store))
+        .collect();
+    let written = database.write_ingest_batch(&fresh, &[]).await.unwrap();
+    assert_eq!((written.rows, written.copied), (12, copies));
+
+    // New days for stores 1 and 2, and one already stored day of store 3, last.
+    let mixed = vec![
+        sale(1, day(5), 11),
+        sale(2, day(5), 22),
+        sale(3, day(2), 33),
+    ];
+    let written = database.write_ingest_batch(&mixed, &[]).await.unwrap();
+    assert_eq!((written.rows, written.copied), (3, false));
+    for (store, sales) in [(1, 11), (2, 22)] {
+        let series = database.series_sales(store, "product_A").await.unwrap();
+        assert_eq!(series.len(), stored.len() + 5, "store {store}");
+        assert_eq!(series.last().unwrap().sales, sales);
+    }
+    let three = database.series_sales(3, "product_A").await.unwrap();
+    assert_eq!(three.len(), stored.len() + 4, "nothing doubled");
+    assert_eq!(three[three.len() - 3].sales, 33, "the stored day was updated");
+}
+
 on_both_backends!(
     ingest_batches_upsert_and_replay_changes_nothing,
+    ingest_copies_new_rows_and_upserts_a_batch_that_meets_stored_ones,
     lease_is_held_renewed_and_taken_over_only_when_expired,
     jobs_fire_once_per_slot_and_resume_from_rows,
     one_task_gets_one_version_under_racing_trainings,

@@ -8,7 +8,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{QueryBuilder, Sqlite};
 
 use super::jobs::on_pool;
+use super::sales::copy_into_sales;
 use super::{Database, StoreError};
+use crate::dataset::SalesRow;
 use crate::ingest::message::Sale;
 
 /// A message that could not be used, with where it came from and why.
@@ -40,6 +42,8 @@ pub struct BatchWritten {
     pub rows: u64,
     /// Rejects recorded (a reject already recorded for its offset is not counted again).
     pub rejects: u64,
+    /// Whether the rows went in by COPY (none of them was stored yet) rather than the upsert.
+    pub copied: bool,
 }
 
 /// Rows per SQLite INSERT: 10 parameters each, under SQLite's 32,766.
@@ -66,32 +70,35 @@ impl Database {
             Database::Postgres(pool) => {
                 let mut tx = pool.begin().await.map_err(StoreError::query(doing))?;
                 if !sales.is_empty() {
-                    // One statement for the whole batch: columns travel as arrays.
-                    let mut columns = PgColumns::with_capacity(sales.len());
-                    for sale in &sales {
-                        columns.push(sale);
+                    // New rows (the normal case) go in by COPY, several times faster than
+                    // the upsert; a batch that meets a stored row (a replay, a correction)
+                    // is undone to the savepoint and upserted instead.
+                    // Collected first: a mapping closure held across the await would make the
+                    // future not `Send`.
+                    let rows: Vec<(&str, &SalesRow)> = sales
+                        .iter()
+                        .map(|sale| (sale.product.as_str(), &sale.row))
+                        .collect();
+                    sqlx::query("SAVEPOINT ingest_copy")
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::query(doing))?;
+                    match copy_into_sales(&mut tx, rows).await {
+                        Ok(rows) => {
+                            written.rows = rows;
+                            written.copied = true;
+                        }
+                        Err(error) if is_unique_violation(&error) => {
+                            sqlx::query("ROLLBACK TO SAVEPOINT ingest_copy")
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(StoreError::query(doing))?;
+                            written.rows = upsert_sales(&mut tx, &sales)
+                                .await
+                                .map_err(StoreError::query(doing))?;
+                        }
+                        Err(error) => return Err(StoreError::query(doing)(error)),
                     }
-                    written.rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "INSERT INTO sales (store, product, date, day_of_week, sales, customers, \
-                         open, promo, state_holiday, school_holiday) \
-                         SELECT * FROM UNNEST($1::int4[], $2::text[], $3::date[], $4::int2[], \
-                         $5::int4[], $6::int4[], $7::bool[], $8::bool[], $9::text[], $10::bool[]) \
-                         {UPSERT_SET}"
-                    )))
-                    .bind(&columns.store)
-                    .bind(&columns.product)
-                    .bind(&columns.date)
-                    .bind(&columns.day_of_week)
-                    .bind(&columns.sales)
-                    .bind(&columns.customers)
-                    .bind(&columns.open)
-                    .bind(&columns.promo)
-                    .bind(&columns.state_holiday)
-                    .bind(&columns.school_holiday)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::query(doing))?
-                    .rows_affected();
                 }
                 written.rejects = insert_rejects!(tx, rejects);
                 tx.commit().await.map_err(StoreError::query(doing))?;
@@ -187,6 +194,44 @@ impl Database {
         }
         Ok(dates)
     }
+}
+
+/// Upserts `sales` in one statement, their columns travelling as arrays.
+async fn upsert_sales(
+    connection: &mut sqlx::PgConnection,
+    sales: &[&Sale],
+) -> Result<u64, sqlx::Error> {
+    let mut columns = PgColumns::with_capacity(sales.len());
+    for sale in sales {
+        columns.push(sale);
+    }
+    let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO sales (store, product, date, day_of_week, sales, customers, open, promo, \
+         state_holiday, school_holiday) \
+         SELECT * FROM UNNEST($1::int4[], $2::text[], $3::date[], $4::int2[], $5::int4[], \
+         $6::int4[], $7::bool[], $8::bool[], $9::text[], $10::bool[]) {UPSERT_SET}"
+    )))
+    .bind(&columns.store)
+    .bind(&columns.product)
+    .bind(&columns.date)
+    .bind(&columns.day_of_week)
+    .bind(&columns.sales)
+    .bind(&columns.customers)
+    .bind(&columns.open)
+    .bind(&columns.promo)
+    .bind(&columns.state_holiday)
+    .bind(&columns.school_holiday)
+    .execute(connection)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Whether `error` is PostgreSQL's unique_violation (SQLSTATE 23505).
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .and_then(|error| error.code())
+        .is_some_and(|code| code == "23505")
 }
 
 /// The batch with one sale per (store, product, date): the later one, as Kafka ordered them.

@@ -82,28 +82,9 @@ impl Database {
                 };
                 clear.execute(&mut *tx).await.map_err(fail(doing))?;
 
-                let mut copy = tx
-                    .copy_in_raw(
-                        "COPY sales (store, product, date, day_of_week, sales, customers, open, \
-                         promo, state_holiday, school_holiday) FROM STDIN",
-                    )
+                let written = copy_into_sales(&mut tx, rows.iter().map(|row| (product, row)))
                     .await
                     .map_err(fail(doing))?;
-                let product = copy_text_escape(product);
-                let mut buffer = String::with_capacity(COPY_CHUNK_BYTES + 256);
-                for row in rows {
-                    append_copy_line(&mut buffer, &product, row);
-                    if buffer.len() >= COPY_CHUNK_BYTES {
-                        copy.send(std::mem::take(&mut buffer).into_bytes())
-                            .await
-                            .map_err(fail(doing))?;
-                        buffer.reserve(COPY_CHUNK_BYTES + 256);
-                    }
-                }
-                if !buffer.is_empty() {
-                    copy.send(buffer.into_bytes()).await.map_err(fail(doing))?;
-                }
-                let written = copy.finish().await.map_err(fail(doing))?;
                 tx.commit().await.map_err(fail(doing))?;
                 Ok(written)
             }
@@ -237,6 +218,41 @@ impl Database {
         }
         .map_err(StoreError::query(doing))
     }
+}
+
+/// Appends `rows` (product name, row) to `sales` with COPY, in the caller's transaction.
+/// Fails with a unique violation if any of them is already stored.
+pub(super) async fn copy_into_sales<'a>(
+    connection: &mut sqlx::PgConnection,
+    rows: impl IntoIterator<Item = (&'a str, &'a SalesRow)>,
+) -> Result<u64, sqlx::Error> {
+    let mut copy = connection
+        .copy_in_raw(
+            "COPY sales (store, product, date, day_of_week, sales, customers, open, promo, \
+             state_holiday, school_holiday) FROM STDIN",
+        )
+        .await?;
+    let mut buffer = String::with_capacity(COPY_CHUNK_BYTES + 256);
+    // Rows nearly always share one product: its name is escaped once per run of it.
+    let mut escaped: Option<(&str, String)> = None;
+    for (product, row) in rows {
+        let escaped_product = match &escaped {
+            Some((name, text)) if *name == product => text.as_str(),
+            _ => escaped
+                .insert((product, copy_text_escape(product)))
+                .1
+                .as_str(),
+        };
+        append_copy_line(&mut buffer, escaped_product, row);
+        if buffer.len() >= COPY_CHUNK_BYTES {
+            copy.send(std::mem::take(&mut buffer).into_bytes()).await?;
+            buffer.reserve(COPY_CHUNK_BYTES + 256);
+        }
+    }
+    if !buffer.is_empty() {
+        copy.send(buffer.into_bytes()).await?;
+    }
+    copy.finish().await
 }
 
 /// One row in COPY's text format: tab-separated, `t`/`f` booleans.
