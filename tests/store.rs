@@ -707,7 +707,11 @@ async fn ingest_copies_new_rows_and_upserts_a_batch_that_meets_stored_ones(datab
     }
     let three = database.series_sales(3, "product_A").await.unwrap();
     assert_eq!(three.len(), stored.len() + 4, "nothing doubled");
-    assert_eq!(three[three.len() - 3].sales, 33, "the stored day was updated");
+    assert_eq!(
+        three[three.len() - 3].sales,
+        33,
+        "the stored day was updated"
+    );
 }
 
 on_both_backends!(

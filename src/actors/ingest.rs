@@ -3,17 +3,22 @@
 //! its own. Steps, per batch:
 //! 1. gather messages until `ingest.batch_rows` or `ingest.batch_ms` after the first;
 //! 2. parse each: a sale of a known store, or a reject with its reason;
-//! 3. write sales (upsert by store, product, date) and rejects in one transaction, retrying
-//!    with backoff while the database is away; nothing more is consumed meanwhile, which is the
-//!    backpressure;
+//! 3. write sales (COPY, or an upsert by store, product, date when some are already stored)
+//!    and rejects in one transaction, retrying with backoff while the database is away;
 //! 4. commit the batch's offsets, only now: a crash before this replays the batch, and the
 //!    upsert makes the replay change nothing;
 //! 5. tell the model hosts which series got new data.
 //!
-//! A rebalance while a batch gathers drops the batch (it was not stored, so its offsets were
-//! not committed: the partitions' next owner reads it again).
+//! Steps 3-5 of one batch run while the next batch gathers; the loop waits for them before
+//! handing that batch over, so one write is in flight and offsets commit in order. While the
+//! database is away nothing more than that next batch is consumed: the backpressure.
+//!
+//! A rebalance drops the batches not yet stored (their offsets were not committed: the
+//! partitions' next owner reads them again), and waits for a commit under way (see
+//! [`RebalanceWatch`]).
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, pg};
@@ -22,6 +27,7 @@ use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use super::background::Background;
 use super::model_host::{self, ModelHostMessage};
@@ -99,7 +105,8 @@ impl Actor for Ingest {
     }
 }
 
-/// The consumer loop: gather, store, commit, until asked to stop.
+/// The consumer loop, until asked to stop: gather a batch while the previous one is stored
+/// and committed (one write in flight at a time, so offsets commit in order).
 async fn consume(
     consumer: IngestConsumer,
     rebalances: RebalanceWatch,
@@ -107,10 +114,15 @@ async fn consume(
     settings: IngestSettings,
     mut stopped: watch::Receiver<bool>,
 ) {
+    let consumer = Arc::new(consumer);
     let mut known = database.known_stores().await.unwrap_or_default();
+    let mut writing: Option<JoinHandle<Option<BTreeSet<u32>>>> = None;
     loop {
-        let (mut batch, generation, stopping) =
+        let (batch, generation, stopping) =
             gather(&consumer, &rebalances, &settings, &known, &mut stopped).await;
+        if let Some(refreshed) = finish(writing.take()).await {
+            known = refreshed;
+        }
         if rebalances.generation() != generation {
             if !batch.is_empty() {
                 tracing::debug!(
@@ -118,23 +130,34 @@ async fn consume(
                     "dropping a batch gathered across a rebalance"
                 );
             }
-            continue;
-        }
-        if !batch.is_empty() {
-            store_and_commit(
-                &consumer,
-                &database,
-                &settings,
-                &mut known,
-                &mut batch,
-                &mut stopped,
-            )
-            .await;
+        } else if !batch.is_empty() {
+            let write = Write {
+                consumer: consumer.clone(),
+                rebalances: rebalances.clone(),
+                database: database.clone(),
+                settings: settings.clone(),
+                known: known.clone(),
+                stopped: stopped.clone(),
+            };
+            writing = Some(tokio::spawn(write.store_and_commit(batch, generation)));
         }
         if stopping || *stopped.borrow() {
+            finish(writing.take()).await;
             consumer.unsubscribe();
             tracing::info!("ingest stopped");
             return;
+        }
+    }
+}
+
+/// Waits for a batch's write; returns the known stores if it read them again.
+async fn finish(writing: Option<JoinHandle<Option<BTreeSet<u32>>>>) -> Option<BTreeSet<u32>> {
+    match writing?.await {
+        Ok(refreshed) => refreshed,
+        Err(error) => {
+            // Its offsets were not committed: the batch is read again.
+            tracing::error!(%error, "an ingest batch write failed");
+            None
         }
     }
 }
@@ -192,76 +215,115 @@ async fn gather(
     }
 }
 
-/// Stores a batch (retrying while the database is away) and commits its offsets.
-async fn store_and_commit(
-    consumer: &IngestConsumer,
-    database: &Database,
-    settings: &IngestSettings,
-    known: &mut BTreeSet<u32>,
-    batch: &mut Batch,
-    stopped: &mut watch::Receiver<bool>,
-) {
-    let mut delay = settings.retry_min;
-    let mut failures = 0u32;
-    let written = loop {
-        let attempt = async {
-            if !batch.unknown.is_empty() {
-                // Stores may have been loaded since the list was read.
-                *known = database.known_stores().await?;
-                batch.resolve_unknown(known);
+/// What storing one batch needs, owned, as it runs in a task of its own.
+struct Write {
+    consumer: Arc<IngestConsumer>,
+    rebalances: RebalanceWatch,
+    database: Database,
+    settings: IngestSettings,
+    known: BTreeSet<u32>,
+    stopped: watch::Receiver<bool>,
+}
+
+impl Write {
+    /// Stores a batch gathered in rebalance `generation` (retrying while the database is
+    /// away) and commits its offsets. A rebalance first makes it give the batch up: its
+    /// partitions' next owner reads it again. Returns the known stores if it read them again.
+    async fn store_and_commit(
+        mut self,
+        mut batch: Batch,
+        generation: u64,
+    ) -> Option<BTreeSet<u32>> {
+        let mut refreshed = None;
+        let mut delay = self.settings.retry_min;
+        let mut failures = 0u32;
+        let written = loop {
+            if self.rebalances.generation() != generation {
+                tracing::debug!(
+                    messages = batch.len(),
+                    "partitions moved before the batch was stored; dropping it"
+                );
+                return refreshed;
             }
-            database
-                .write_ingest_batch(&batch.sales, &batch.rejects)
-                .await
+            let attempt = async {
+                if !batch.unknown.is_empty() {
+                    // Stores may have been loaded since the list was read.
+                    self.known = self.database.known_stores().await?;
+                    batch.resolve_unknown(&self.known);
+                    refreshed = Some(self.known.clone());
+                }
+                self.database
+                    .write_ingest_batch_gated(&batch.sales, &batch.rejects, || {
+                        self.rebalances.commit_gate(generation)
+                    })
+                    .await
+            };
+            match attempt.await {
+                Ok(Some(written)) => break written,
+                Ok(None) => continue, // a rebalance: the loop's first check drops the batch
+                Err(error) => {
+                    failures += 1;
+                    if failures == 1 {
+                        tracing::warn!(%error, messages = batch.len(), "cannot store an ingest batch; retrying with backoff, nothing is committed meanwhile");
+                    }
+                    if *self.stopped.borrow() && failures >= 3 {
+                        tracing::warn!(
+                            messages = batch.len(),
+                            "stopping with a batch not stored: it is read again after restart"
+                        );
+                        return refreshed;
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(self.settings.retry_max);
+                }
+            }
         };
-        match attempt.await {
-            Ok(written) => break written,
-            Err(error) => {
-                failures += 1;
-                if failures == 1 {
-                    tracing::warn!(%error, messages = batch.len(), "cannot store an ingest batch; retrying with backoff, nothing is committed meanwhile");
-                }
-                if *stopped.borrow() && failures >= 3 {
-                    tracing::warn!(
-                        messages = batch.len(),
-                        "stopping with a batch not stored: it is read again after restart"
-                    );
-                    return;
-                }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(settings.retry_max);
+        if failures > 0 {
+            tracing::info!(
+                attempts = failures + 1,
+                "ingest batch stored after the database came back"
+            );
+        }
+        self.commit_offsets(&batch).await;
+        let accepted = batch.sales.len() as f64;
+        metrics::add(metrics::INGEST_ROWS, &[("outcome", "accepted")], accepted);
+        metrics::add(
+            metrics::INGEST_ROWS,
+            &[("outcome", "rejected")],
+            batch.rejects.len() as f64,
+        );
+        tracing::debug!(
+            rows = written.rows,
+            rejects = written.rejects,
+            copied = written.copied,
+            "ingest batch stored and committed"
+        );
+        notify_model_hosts(&batch);
+        refreshed
+    }
+
+    /// Commits the batch's offsets (a blocking call, so off the runtime's workers).
+    async fn commit_offsets(&self, batch: &Batch) {
+        let mut offsets = TopicPartitionList::new();
+        for ((topic, partition), next) in &batch.next_offsets {
+            if let Err(error) =
+                offsets.add_partition_offset(topic, *partition, Offset::Offset(*next))
+            {
+                tracing::warn!(%error, "cannot name an offset to commit");
             }
         }
-    };
-    if failures > 0 {
-        tracing::info!(
-            attempts = failures + 1,
-            "ingest batch stored after the database came back"
-        );
-    }
-    let mut offsets = TopicPartitionList::new();
-    for ((topic, partition), next) in &batch.next_offsets {
-        if let Err(error) = offsets.add_partition_offset(topic, *partition, Offset::Offset(*next)) {
-            tracing::warn!(%error, "cannot name an offset to commit");
+        let consumer = self.consumer.clone();
+        let committed =
+            tokio::task::spawn_blocking(move || consumer.commit(&offsets, CommitMode::Sync)).await;
+        match committed {
+            Ok(Ok(())) => {}
+            // The rows are stored; whoever reads them again writes the same rows.
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "cannot commit ingest offsets; the batch will be read again")
+            }
+            Err(error) => tracing::warn!(%error, "the ingest offset commit failed"),
         }
     }
-    if let Err(error) = consumer.commit(&offsets, CommitMode::Sync) {
-        // The rows are stored; whoever reads them again writes the same rows.
-        tracing::warn!(%error, "cannot commit ingest offsets; the batch will be read again");
-    }
-    let accepted = batch.sales.len() as f64;
-    metrics::add(metrics::INGEST_ROWS, &[("outcome", "accepted")], accepted);
-    metrics::add(
-        metrics::INGEST_ROWS,
-        &[("outcome", "rejected")],
-        batch.rejects.len() as f64,
-    );
-    tracing::debug!(
-        rows = written.rows,
-        rejects = written.rejects,
-        "ingest batch stored and committed"
-    );
-    notify_model_hosts(batch);
 }
 
 /// Tells every model host which of its series got new data (a cheap cast; hosts ignore the

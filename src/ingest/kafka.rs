@@ -3,8 +3,8 @@
 //! creation. Only librdkafka settings live here; what is done with messages is elsewhere.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 use rdkafka::ClientContext;
@@ -13,6 +13,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::FutureProducer;
+use tokio::runtime::RuntimeFlavor;
 
 /// Why a Kafka client could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -32,16 +33,79 @@ pub enum KafkaSetupError {
 }
 
 /// Counts partition revocations, so the ingest loop can tell that a rebalance happened while
-/// it gathered a batch (and drop what it has not stored).
+/// it gathered or wrote a batch (and drop what it has not stored), and keeps a revocation from
+/// completing while a batch's transaction commits.
+///
+/// Why the second part: the ingest loop writes one batch while it gathers the next, so a
+/// rebalance can arrive mid-write. Were the write to commit after the partitions' next owner
+/// wrote the same keys, an older value could overwrite a newer one. So a write commits only
+/// through [`RebalanceWatch::commit_gate`] (refused once a revocation happened) and a
+/// revocation waits for a commit already under way.
 #[derive(Debug, Default, Clone)]
 pub struct RebalanceWatch {
     revocations: Arc<AtomicU64>,
+    committing: Arc<AtomicBool>,
 }
+
+/// Held while a batch's transaction commits; see [`RebalanceWatch::commit_gate`].
+#[derive(Debug)]
+pub struct CommitGate {
+    committing: Arc<AtomicBool>,
+}
+
+impl Drop for CommitGate {
+    fn drop(&mut self) {
+        self.committing.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Longest a revocation waits for a batch's commit under way.
+const REVOKE_WAITS_FOR_COMMIT: Duration = Duration::from_secs(30);
 
 impl RebalanceWatch {
     /// Revocations so far.
     pub fn generation(&self) -> u64 {
-        self.revocations.load(Ordering::Acquire)
+        self.revocations.load(Ordering::SeqCst)
+    }
+
+    /// Permission to commit a batch gathered in `generation`: `None` once a revocation
+    /// happened since. While the gate is held, a revocation waits.
+    pub fn commit_gate(&self, generation: u64) -> Option<CommitGate> {
+        // Announce first, then check: with a revocation that counts first and then looks,
+        // at least one of the two sees the other (both are SeqCst).
+        self.committing.store(true, Ordering::SeqCst);
+        let gate = CommitGate {
+            committing: self.committing.clone(),
+        };
+        (self.generation() == generation).then_some(gate)
+    }
+
+    /// Counts a revocation, then waits for a commit already under way to finish.
+    fn revoke(&self) {
+        self.revocations.fetch_add(1, Ordering::SeqCst);
+        if !self.committing.load(Ordering::SeqCst) {
+            return;
+        }
+        let wait = || {
+            let deadline = Instant::now() + REVOKE_WAITS_FOR_COMMIT;
+            while self.committing.load(Ordering::SeqCst) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if self.committing.load(Ordering::SeqCst) {
+                tracing::warn!(
+                    "an ingest batch is still committing after {REVOKE_WAITS_FOR_COMMIT:?}; \
+                     giving its partitions up anyway"
+                );
+            }
+        };
+        // The callback runs inside the consumer's poll, on a runtime worker: let the other
+        // workers run the commit meanwhile.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if runtime.runtime_flavor() == RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(wait)
+            }
+            _ => wait(),
+        }
     }
 }
 
@@ -56,10 +120,10 @@ impl ConsumerContext for IngestContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(partitions) => {
-                self.watch.revocations.fetch_add(1, Ordering::AcqRel);
+                self.watch.revoke();
                 tracing::info!(
                     partitions = partitions.count(),
-                    "ingest partitions revoked; the batch not yet stored is dropped"
+                    "ingest partitions revoked; batches not yet stored are dropped"
                 );
             }
             Rebalance::Assign(partitions) => {

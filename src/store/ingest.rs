@@ -63,6 +63,21 @@ impl Database {
         sales: &[Sale],
         rejects: &[Reject],
     ) -> Result<BatchWritten, StoreError> {
+        let written = self
+            .write_ingest_batch_gated(sales, rejects, || Some(()))
+            .await?;
+        Ok(written.unwrap_or_default())
+    }
+
+    /// As [`Database::write_ingest_batch`], but the transaction commits only if `gate` gives
+    /// a permit (held until the commit is done); otherwise it rolls back and returns `None`.
+    /// Streaming ingest uses it so a batch whose partitions moved meanwhile is not stored.
+    pub async fn write_ingest_batch_gated<Permit: Send>(
+        &self,
+        sales: &[Sale],
+        rejects: &[Reject],
+        gate: impl FnOnce() -> Option<Permit> + Send,
+    ) -> Result<Option<BatchWritten>, StoreError> {
         let doing = "writing an ingest batch";
         let sales = last_per_key(sales);
         let mut written = BatchWritten::default();
@@ -101,6 +116,10 @@ impl Database {
                     }
                 }
                 written.rejects = insert_rejects!(tx, rejects);
+                let Some(_permit) = gate() else {
+                    tx.rollback().await.map_err(StoreError::query(doing))?;
+                    return Ok(None);
+                };
                 tx.commit().await.map_err(StoreError::query(doing))?;
             }
             Database::Sqlite(pool) => {
@@ -136,10 +155,14 @@ impl Database {
                         .rows_affected();
                 }
                 written.rejects = insert_rejects!(tx, rejects);
+                let Some(_permit) = gate() else {
+                    tx.rollback().await.map_err(StoreError::query(doing))?;
+                    return Ok(None);
+                };
                 tx.commit().await.map_err(StoreError::query(doing))?;
             }
         }
-        Ok(written)
+        Ok(Some(written))
     }
 
     /// Stores that have sales of any product: a message for another store is rejected.
