@@ -138,6 +138,9 @@ pub struct IngestConfig {
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
     pub listen: String,
+    pub token: String,
+    pub protect_reads: bool,
+    pub request_timeout_ms: u64,
 }
 
 /// Why a configuration could not be built. Every variant names the key or file at fault.

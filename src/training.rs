@@ -15,7 +15,7 @@ use crate::forecast::planner::{days_after, plan};
 use crate::forecast::profile::Profile;
 use crate::forecast::series::Series;
 use crate::forecast::validation::{Metrics, SPLITS, train};
-use crate::store::{Database, ForecastRecord, NewModelVersion, Registered, TaskRef};
+use crate::store::{Database, ForecastRecord, JobKind, NewModelVersion, Registered, TaskRef};
 
 /// What to train and how.
 #[derive(Debug, Clone)]
@@ -115,7 +115,7 @@ pub async fn train_one(
 }
 
 /// Trains one series, for a job task when `task` is given: a task already completed is not
-/// trained again, and its batch forecast is left to the job's forecast phase.
+/// trained again, and a train-all task's batch forecast is left to the job's forecast phase.
 pub async fn train_series(
     database: &Database,
     store: u32,
@@ -166,8 +166,16 @@ pub async fn train_series(
             });
         }
     };
-    if task.is_some() {
-        return Ok(trained_version(version, &fitted));
+    // A train-all job writes its batch forecasts in one go once every series is trained; a
+    // retrain (no job, or a one-series job) writes its own now.
+    if let Some(task) = task {
+        let kind = database
+            .job_kind(task.job_id)
+            .await
+            .map_err(|error| error.to_string())?;
+        if kind != Some(JobKind::Retrain) {
+            return Ok(trained_version(version, &fitted));
+        }
     }
     let records: Vec<ForecastRecord> = fitted
         .forecast

@@ -291,7 +291,8 @@ async fn snapshot(database: &Database) -> Vec<storecast::dataset::SalesRow> {
 #[test]
 fn demo_generates_loads_trains_and_forecasts() {
     let dir = tempfile::tempdir().unwrap();
-    let output = run(storecast(dir.path()).args(["demo", "--stores", "12", "--days", "200"]));
+    let output =
+        run(storecast(dir.path()).args(["demo", "--stores", "12", "--days", "200", "--exit"]));
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
     assert!(
@@ -316,6 +317,7 @@ fn demo_generates_loads_trains_and_forecasts() {
     );
     assert!(text.contains("8. forecasts next 7 days"), "{text}");
     assert!(text.contains("... and 2 more"), "{text}");
+    assert!(text.contains("9. web page  http://127.0.0.1:"), "{text}");
     assert!(dir.path().join("storecast.db").is_file());
     let first_store = |text: &str| -> Vec<String> {
         let line = text
@@ -330,7 +332,8 @@ fn demo_generates_loads_trains_and_forecasts() {
     assert_eq!(first.len(), 2 + 7, "store, version and 7 days: {first:?}");
 
     // Running it again replaces the data and registers version 2 with the same forecast.
-    let again = run(storecast(dir.path()).args(["demo", "--stores", "12", "--days", "200"]));
+    let again =
+        run(storecast(dir.path()).args(["demo", "--stores", "12", "--days", "200", "--exit"]));
     assert!(again.status.success(), "{}", stderr(&again));
     let again = stdout(&again);
     assert!(again.contains("train-all job 2"), "{again}");

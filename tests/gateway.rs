@@ -1,8 +1,10 @@
-//! The HTTP gateway of a real node process: health, readiness, metrics and the cluster view.
+//! The HTTP gateway of real node processes: health, readiness, metrics, the cluster view,
+//! stores, forecasts, sales, retrain and train-all jobs with their events, the bearer token,
+//! the OpenAPI document and the pages.
 
 mod support;
 
-use support::http::{get, post};
+use support::http::{events, get, post, request_with};
 use support::node::{NodeProcess, free_address};
 
 fn start(
@@ -12,6 +14,18 @@ fn start(
     roles: &str,
     seeds: &[&str],
 ) -> (NodeProcess, String) {
+    start_with(dir, url, name, roles, seeds, &[])
+}
+
+/// As [`start`], with more `--set` settings.
+fn start_with(
+    dir: &std::path::Path,
+    url: &str,
+    name: &str,
+    roles: &str,
+    seeds: &[&str],
+    more: &[&str],
+) -> (NodeProcess, String) {
     let gateway = free_address();
     let settings: Vec<String> = [
         format!("cluster.roles={roles}"),
@@ -19,6 +33,7 @@ fn start(
         "scheduler.train_all_at=".to_string(),
     ]
     .into_iter()
+    .chain(more.iter().map(|setting| setting.to_string()))
     .flat_map(|setting| ["--set".to_string(), setting])
     .collect();
     let global = vec!["--database-url".to_string(), url.to_string()];
@@ -230,4 +245,292 @@ fn health_readiness_metrics_and_the_cluster_view() {
     }
     let empty = post(&gateway, "/api/forecast", "[]");
     assert_eq!(empty.status, 400);
+}
+
+/// Loads `stores` synthetic stores into `url`'s database with the CLI.
+fn load_synthetic(dir: &std::path::Path, url: &str, stores: u32) {
+    let data_dir = dir.join("data");
+    for args in [
+        vec![
+            "dataset".to_string(),
+            "synth".to_string(),
+            "--stores".to_string(),
+            stores.to_string(),
+            "--days".to_string(),
+            "300".to_string(),
+            "--out".to_string(),
+            data_dir.display().to_string(),
+        ],
+        vec![
+            "load".to_string(),
+            data_dir.join("train.csv").display().to_string(),
+        ],
+    ] {
+        let output = support::storecast(dir)
+            .args(["--database-url", url])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+const TOKEN: &str = "test-token-1234";
+/// Longest a job of 3 synthetic series may take (debug build, 2 cores).
+const JOB_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+fn bearer() -> Vec<String> {
+    vec![format!("Authorization: Bearer {TOKEN}")]
+}
+
+#[test]
+fn retrain_and_train_all_jobs_with_events_behind_the_token() {
+    let Some(url) = support::postgres::fresh_database("gateway_jobs") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    load_synthetic(dir.path(), &url, 3);
+    let token = format!("gateway.token={TOKEN}");
+    let (mut front, gateway) = start_with(dir.path(), &url, "front", "gateway", &[], &[&token]);
+    let seed = front.address.clone();
+    let (_a, _) = start(
+        dir.path(),
+        &url,
+        "models-a",
+        "models,scheduler,forecast",
+        &[&seed],
+    );
+    let (_b, _) = start(dir.path(), &url, "models-b", "models", &[&seed]);
+    front.wait_for(&["cluster view: 3 members [front, models-a, models-b]"]);
+
+    // Recent sales: the last N days of the series.
+    let sales = get(&gateway, "/api/stores/2/products/product_A/sales?days=30");
+    assert_eq!(sales.status, 200, "{}", sales.body);
+    let sales = sales.json();
+    let days = sales["sales"].as_array().unwrap();
+    assert_eq!(days.len(), 30, "{sales}");
+    assert_eq!(days[29]["date"], sales["last_date"]);
+    assert!(days.iter().all(|day| day["sales"].as_u64().is_some()));
+    for (path, status, reason) in [
+        (
+            "/api/stores/2/products/product_A/sales?days=0",
+            400,
+            "days must be 1 to",
+        ),
+        (
+            "/api/stores/2/products/product_A/sales?days=many",
+            400,
+            "whole number",
+        ),
+        (
+            "/api/stores/99/products/product_A/sales",
+            404,
+            "unknown series",
+        ),
+    ] {
+        let answer = get(&gateway, path);
+        assert_eq!(answer.status, status, "{path}: {}", answer.body);
+        assert!(
+            answer.json()["error"].as_str().unwrap().contains(reason),
+            "{path}: {}",
+            answer.body
+        );
+    }
+
+    // Mutations need the token; reads stay open by default.
+    let retrain_path = "/api/stores/2/products/product_A/retrain";
+    let refused = post(&gateway, retrain_path, "");
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    assert_eq!(refused.header("www-authenticate"), Some("Bearer"));
+    let wrong = request_with(
+        &gateway,
+        "POST",
+        retrain_path,
+        &["Authorization: Bearer nope".to_string()],
+        None,
+    );
+    assert_eq!(wrong.status, 401);
+    assert!(
+        wrong.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("not this gateway's")
+    );
+    let unknown = request_with(
+        &gateway,
+        "POST",
+        "/api/stores/99/products/product_A/retrain",
+        &bearer(),
+        None,
+    );
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+
+    // Retrain store 2: 202 at once, then the job's events until it is done.
+    let started = request_with(&gateway, "POST", retrain_path, &bearer(), None);
+    assert_eq!(started.status, 202, "{}", started.body);
+    let job_id = started.json()["job_id"].as_i64().unwrap();
+    assert_eq!(
+        started.header("location"),
+        Some(format!("/api/jobs/{job_id}").as_str())
+    );
+    assert_eq!(started.json()["created"], true);
+    let again = request_with(&gateway, "POST", retrain_path, &bearer(), None).json();
+    if again["created"] == false {
+        assert_eq!(
+            again["job_id"], job_id,
+            "a second request joins the running retrain"
+        );
+    }
+    let stream = events(&gateway, &format!("/api/jobs/{job_id}/events"), JOB_LIMIT);
+    let (last_event, last_data) = stream.last().expect("events").clone();
+    assert_eq!(last_event, "done", "{stream:?}");
+    assert!(
+        stream[..stream.len() - 1]
+            .iter()
+            .all(|(event, _)| event == "progress"),
+        "{stream:?}"
+    );
+    let done: serde_json::Value = serde_json::from_str(&last_data).unwrap();
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["model_version"], 1, "{done}");
+    let job = get(&gateway, &format!("/api/jobs/{job_id}")).json();
+    assert_eq!(job, done, "the job as GET answers it is the last event's");
+    assert_eq!(
+        (job["kind"].as_str(), job["progress"].as_f64()),
+        (Some("retrain"), Some(1.0))
+    );
+    let forecast = get(&gateway, "/api/stores/2/products/product_A/forecast").json();
+    assert_eq!(
+        forecast["model"]["version"], 1,
+        "the retrain wrote its batch forecast"
+    );
+
+    for (path, status) in [
+        ("/api/jobs/987654", 404),
+        ("/api/jobs/abc", 400),
+        ("/api/jobs/987654/events", 404),
+    ] {
+        let answer = get(&gateway, path);
+        assert_eq!(answer.status, status, "{path}: {}", answer.body);
+        assert!(answer.json()["error"].is_string());
+    }
+
+    // Train every series: the scheduler's job, followed to its end.
+    let refused = post(&gateway, "/api/train", "");
+    assert_eq!(refused.status, 401);
+    let started = request_with(&gateway, "POST", "/api/train", &bearer(), None);
+    assert_eq!(started.status, 202, "{}", started.body);
+    assert_eq!(started.json()["kind"], "train_all");
+    let train_all = started.json()["job_id"].as_i64().unwrap();
+    let stream = events(
+        &gateway,
+        &format!("/api/jobs/{train_all}/events"),
+        JOB_LIMIT,
+    );
+    let done: serde_json::Value = serde_json::from_str(&stream.last().unwrap().1).unwrap();
+    assert_eq!(
+        (
+            done["state"].as_str(),
+            done["total"].as_i64(),
+            done["succeeded"].as_i64()
+        ),
+        (Some("succeeded"), Some(3), Some(3)),
+        "{done}"
+    );
+    let stores = get(&gateway, "/api/stores").json();
+    let versions: Vec<i64> = stores
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|store| store["products"][0]["model_version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        versions,
+        [1, 2, 1],
+        "store 2 was retrained before: {stores}"
+    );
+}
+
+#[test]
+fn documented_routes_exist_pages_are_served_and_reads_can_be_protected() {
+    let Some(url) = support::postgres::fresh_database("gateway_docs") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let token = format!("gateway.token={TOKEN}");
+    let (_front, gateway) = start_with(
+        dir.path(),
+        &url,
+        "front",
+        "gateway",
+        &[],
+        &[&token, "gateway.protect_reads=true"],
+    );
+
+    // Every documented path and method is routed: another method gets 405, not 404.
+    let document = get(&gateway, "/openapi.json");
+    assert_eq!(document.status, 200);
+    let document = document.json();
+    let paths = document["paths"].as_object().unwrap();
+    assert!(paths.len() >= 15, "{}", paths.len());
+    for (path, methods) in paths {
+        let concrete = path
+            .replace("{store}", "2")
+            .replace("{product}", "product_A")
+            .replace("{id}", "1");
+        let undocumented = if methods.get("delete").is_some() {
+            "PATCH"
+        } else {
+            "DELETE"
+        };
+        let answer = request_with(&gateway, undocumented, &concrete, &bearer(), None);
+        assert_eq!(
+            answer.status, 405,
+            "{undocumented} {concrete}: {}",
+            answer.body
+        );
+    }
+    let nothing = request_with(&gateway, "DELETE", "/api/nothing", &bearer(), None);
+    assert_eq!(nothing.status, 404);
+    assert!(
+        nothing.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("no such endpoint")
+    );
+
+    // The page, its assets and the docs are open; they load nothing from elsewhere.
+    for (path, kind, needle) in [
+        ("/", "text/html", "/assets/app.js"),
+        ("/docs", "text/html", "/assets/docs.js"),
+        ("/assets/app.js", "text/javascript", "EventSource"),
+        ("/assets/chart.js", "text/javascript", "drawChart"),
+        ("/assets/style.css", "text/css", "@media"),
+    ] {
+        let answer = get(&gateway, path);
+        assert_eq!(answer.status, 200, "{path}");
+        assert!(
+            answer.header("content-type").unwrap().starts_with(kind),
+            "{path}"
+        );
+        assert!(answer.body.contains(needle), "{path}");
+        let elsewhere = answer.body.replace("http://www.w3.org/2000/svg", "");
+        assert!(
+            !elsewhere.contains("https://") && !elsewhere.contains("http://"),
+            "{path} fetches from elsewhere"
+        );
+    }
+    assert_eq!(get(&gateway, "/assets/nothing.js").status, 404);
+
+    // With gateway.protect_reads, the API's reads need the token too (header or query).
+    assert_eq!(get(&gateway, "/api/stores").status, 401);
+    assert_eq!(get(&gateway, "/health/livez").status, 200);
+    let with_header = request_with(&gateway, "GET", "/api/stores", &bearer(), None);
+    assert_eq!(with_header.status, 200, "{}", with_header.body);
+    let with_query = get(&gateway, &format!("/api/stores?access_token={TOKEN}"));
+    assert_eq!(with_query.status, 200, "{}", with_query.body);
 }

@@ -714,8 +714,72 @@ async fn ingest_copies_new_rows_and_upserts_a_batch_that_meets_stored_ones(datab
     );
 }
 
+/// A retrain of a series already retraining joins its job; the job ends with its outcome,
+/// and is not the scheduler's work.
+async fn retrain_jobs_join_and_end_with_their_outcome(database: Database) {
+    let (first, created) = database
+        .start_retrain_job(4, "product_A", "default", "node-a")
+        .await
+        .unwrap();
+    assert!(created);
+    let (joined, created) = database
+        .start_retrain_job(4, "product_A", "default", "node-b")
+        .await
+        .unwrap();
+    assert_eq!((joined, created), (first, false));
+    let (other, created) = database
+        .start_retrain_job(5, "product_A", "default", "node-a")
+        .await
+        .unwrap();
+    assert!(created && other != first, "another series, another job");
+    assert!(
+        database.active_jobs().await.unwrap().is_empty(),
+        "retrain jobs are not the scheduler's"
+    );
+    assert_eq!(
+        database.job_kind(first).await.unwrap(),
+        Some(JobKind::Retrain)
+    );
+
+    database.finish_retrain_job(first, Ok(3)).await.unwrap();
+    let job = database.job(first).await.unwrap().unwrap();
+    assert_eq!(
+        (job.state.as_str(), job.succeeded, job.total),
+        ("succeeded", 1, 1)
+    );
+    let tasks = database.job_tasks(first).await.unwrap();
+    assert_eq!(tasks[0].model_version, Some(3));
+    // Ended: a late outcome changes nothing, and a new request starts a new job.
+    database
+        .finish_retrain_job(first, Err("late"))
+        .await
+        .unwrap();
+    assert_eq!(
+        database.job(first).await.unwrap().unwrap().state,
+        "succeeded"
+    );
+    let (next, created) = database
+        .start_retrain_job(4, "product_A", "default", "node-a")
+        .await
+        .unwrap();
+    assert!(created && next > first);
+
+    database
+        .finish_retrain_job(other, Err("no sales"))
+        .await
+        .unwrap();
+    let failed = database.job(other).await.unwrap().unwrap();
+    assert_eq!((failed.state.as_str(), failed.failed), ("failed", 1));
+    assert_eq!(failed.error.as_deref(), Some("no sales"));
+    assert_eq!(
+        database.job_tasks(other).await.unwrap()[0].error.as_deref(),
+        Some("no sales")
+    );
+}
+
 on_both_backends!(
     ingest_batches_upsert_and_replay_changes_nothing,
+    retrain_jobs_join_and_end_with_their_outcome,
     ingest_copies_new_rows_and_upserts_a_batch_that_meets_stored_ones,
     lease_is_held_renewed_and_taken_over_only_when_expired,
     jobs_fire_once_per_slot_and_resume_from_rows,

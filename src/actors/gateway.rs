@@ -2,8 +2,6 @@
 //! serves the HTTP gateway (`crate::web`) in a task; stopping the actor stops taking new
 //! connections and lets requests in flight finish.
 
-use std::net::SocketAddr;
-
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use ractor_cluster::RactorMessage;
 
@@ -11,7 +9,6 @@ use super::background::Background;
 use crate::web::{Gateway, router};
 
 pub struct GatewayArguments {
-    pub listen: SocketAddr,
     pub gateway: Gateway,
 }
 
@@ -34,16 +31,27 @@ impl Actor for GatewayActor {
         _myself: ActorRef<Self::Msg>,
         arguments: GatewayArguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let listener = tokio::net::TcpListener::bind(arguments.listen)
+        let settings = arguments.gateway.settings.clone();
+        let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
             .map_err(|error| {
                 format!(
                     "cannot listen on {} (gateway.listen): {error}",
-                    arguments.listen
+                    settings.listen
                 )
             })?;
         let address = listener.local_addr()?;
         tracing::info!(%address, "gateway listening on http://{address}");
+        if settings.token_generated {
+            // The page reads the token from the address's fragment, which never reaches a
+            // server or a log on the way.
+            tracing::info!(
+                "web page: http://{address}/#token={} (a token made for this run: set gateway.token to choose one)",
+                settings.token
+            );
+        } else {
+            tracing::info!("web page: http://{address}/");
+        }
         let app = router(arguments.gateway);
         let server = Background::spawn(|mut stopped| async move {
             let shutdown = async move {

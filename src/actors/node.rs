@@ -32,7 +32,7 @@ use crate::cluster::placement::SeriesKey;
 use crate::cluster::tls::NodeTls;
 use crate::store::Database;
 use crate::training::TrainSettings;
-use crate::web::Gateway;
+use crate::web::{Gateway, GatewaySettings};
 
 /// Everything a node needs to start.
 #[derive(Debug, Clone)]
@@ -58,8 +58,8 @@ pub struct NodeServices {
     pub train: Arc<TrainSettings>,
     pub scheduler: SchedulerSettings,
     pub ingest: IngestSettings,
-    /// Where the HTTP gateway listens (`gateway` role).
-    pub gateway_listen: SocketAddr,
+    /// How the HTTP gateway serves (`gateway` role).
+    pub gateway: GatewaySettings,
 }
 
 /// How often a model host checks that it runs the series placed on it.
@@ -365,12 +365,12 @@ async fn start_role(
         }
         RoleActor::Gateway => {
             let arguments = GatewayArguments {
-                listen: services.gateway_listen,
-                gateway: Gateway {
-                    database: services.database.clone(),
-                    membership: state.membership.clone(),
-                    node: state.me.name.clone(),
-                },
+                gateway: Gateway::new(
+                    services.database.clone(),
+                    state.membership.clone(),
+                    state.me.name.clone(),
+                    services.gateway.clone(),
+                ),
             };
             let (gateway, _) =
                 Actor::spawn_linked(None, GatewayActor, arguments, supervisor).await?;

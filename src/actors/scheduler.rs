@@ -723,3 +723,38 @@ async fn log_progress(database: &Database, job: &mut RunningJob) -> Result<(), S
     job.last_progress = Some((Instant::now(), finished));
     Ok(())
 }
+
+/// Why no train-all job could be started.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start a train-all job: {0}")]
+pub struct TrainAllRefused(pub String);
+
+/// Asks the leading scheduler to start a train-all job, waiting up to `timeout` for one to
+/// lead. Returns the job's id and whether it is new (an active train-all job is returned
+/// instead of a second one).
+pub async fn request_train_all(timeout: Duration) -> Result<(i64, bool), TrainAllRefused> {
+    let started = Instant::now();
+    let mut last_error = "no scheduler in the cluster".to_string();
+    while started.elapsed() < timeout {
+        for scheduler in pg::get_members(&GROUP.to_string()) {
+            let scheduler: ActorRef<SchedulerMessage> = scheduler.into();
+            match ractor::call_t!(
+                scheduler,
+                SchedulerMessage::StartTrainAll,
+                30_000,
+                JobRequest::default()
+            ) {
+                Ok(JobReply {
+                    job_id: Some(id),
+                    created,
+                    ..
+                }) => return Ok((id, created)),
+                Ok(reply) => last_error = reply.error.unwrap_or_default(),
+                Err(error) => last_error = format!("scheduler unreachable: {error}"),
+            }
+        }
+        // Leadership is settling (a lease to take or expire): ask again shortly.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Err(TrainAllRefused(last_error))
+}

@@ -12,7 +12,7 @@ use ractor::{Actor, ActorRef};
 use super::node::node_settings;
 use crate::actors::model_host::{ModelHostMessage, SeriesRequest, owner_host, placement};
 use crate::actors::node::{NodeMessage, NodeSupervisor};
-use crate::actors::scheduler::{self, JobReply, JobRequest, SchedulerMessage};
+use crate::actors::scheduler;
 use crate::cluster::member::{MemberView, Role};
 use crate::cluster::placement::SeriesKey;
 use crate::config::{Config, Override};
@@ -268,7 +268,7 @@ async fn forecast(config: &Config, view: &MemberView, series: &SeriesArgs) -> an
 }
 
 async fn train_all(config: &Config, args: &TrainAllArgs) -> anyhow::Result<()> {
-    let (job_id, created) = start_train_all(JOIN_TIMEOUT).await?;
+    let (job_id, created) = scheduler::request_train_all(JOIN_TIMEOUT).await?;
     if created {
         println!("train-all job {job_id} started");
     } else {
@@ -286,35 +286,6 @@ async fn train_all(config: &Config, args: &TrainAllArgs) -> anyhow::Result<()> {
         anyhow::bail!("job {job_id} {}", job.state);
     }
     Ok(())
-}
-
-/// Asks the leading scheduler to start a train-all job, waiting up to `timeout` for one to
-/// lead. Returns the job's id and whether it is new.
-pub async fn start_train_all(timeout: Duration) -> anyhow::Result<(i64, bool)> {
-    let started = Instant::now();
-    let mut last_error = "no scheduler in the cluster".to_string();
-    while started.elapsed() < timeout {
-        for scheduler in ractor::pg::get_members(&scheduler::GROUP.to_string()) {
-            let scheduler: ActorRef<SchedulerMessage> = scheduler.into();
-            match ractor::call_t!(
-                scheduler,
-                SchedulerMessage::StartTrainAll,
-                30_000,
-                JobRequest::default()
-            ) {
-                Ok(JobReply {
-                    job_id: Some(id),
-                    created,
-                    ..
-                }) => return Ok((id, created)),
-                Ok(reply) => last_error = reply.error.unwrap_or_default(),
-                Err(error) => last_error = format!("scheduler unreachable: {error}"),
-            }
-        }
-        // Leadership is settling (a lease to take or expire): ask again shortly.
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    anyhow::bail!("cannot start a train-all job: {last_error}")
 }
 
 /// Follows a job's rows until it ends, drawing its progress; returns the finished job.

@@ -15,14 +15,16 @@ use clap::Args;
 use ractor::{Actor, ActorRef, pg};
 use rdkafka::mocking::MockCluster;
 
-use super::cluster::{describe_job, follow_job, start_train_all};
+use super::cluster::{describe_job, follow_job};
 use super::dataset::describe_sales;
 use super::load::{load_rows, read_sales_blocking, yesterday};
+use super::node::shutdown_signal;
 use super::node::{node_services, node_settings};
 use super::produce::{publish, today_round};
 use super::thousands;
 use crate::actors::model_host::{self, ModelHostMessage, SeriesRequest};
 use crate::actors::node::NodeSupervisor;
+use crate::actors::scheduler::request_train_all;
 use crate::cluster::member::Role;
 use crate::config::{Config, redact_url};
 use crate::dataset::SalesRow;
@@ -30,6 +32,7 @@ use crate::dataset::synth::{SynthOptions, generate};
 use crate::ingest::kafka;
 use crate::ingest::message::parse_sale;
 use crate::store::Database;
+use crate::web::random_token;
 
 /// Longest the demo waits for its streamed rows to land.
 const STREAM_PATIENCE: Duration = Duration::from_secs(60);
@@ -51,6 +54,9 @@ pub struct DemoArgs {
     /// Seed of the generated data.
     #[arg(long, default_value_t = SynthOptions::default().seed)]
     pub seed: u64,
+    /// Stop once the forecasts are shown, instead of serving the web page until Ctrl-C.
+    #[arg(long)]
+    pub exit: bool,
 }
 
 pub async fn run(args: DemoArgs, config: &Config) -> anyhow::Result<()> {
@@ -97,7 +103,16 @@ pub async fn run(args: DemoArgs, config: &Config) -> anyhow::Result<()> {
     let mut node_config = config.clone();
     node_config.cluster.name = "demo".to_string();
     node_config.cluster.listen = "127.0.0.1:0".to_string();
-    node_config.gateway.listen = "127.0.0.1:0".to_string();
+    // The configured address (8080 by default), or any free port when it is taken.
+    let gateway = match std::net::TcpListener::bind(&config.gateway.listen) {
+        Ok(listener) => listener.local_addr()?,
+        Err(_) => std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?,
+    };
+    node_config.gateway.listen = gateway.to_string();
+    if node_config.gateway.token.trim().is_empty() {
+        node_config.gateway.token = random_token().context("cannot make a gateway token")?;
+    }
+    let token = node_config.gateway.token.trim().to_string();
     node_config.cluster.seeds = Vec::new();
     node_config.cluster.roles = Role::ALL
         .iter()
@@ -136,7 +151,14 @@ pub async fn run(args: DemoArgs, config: &Config) -> anyhow::Result<()> {
             &report.window.rows,
         )
         .await?;
-        train_and_show(&database, config).await
+        train_and_show(&database, config).await?;
+        println!("\n9. web page  http://{gateway}/#token={token}");
+        println!("             charts, retrain and days-ahead forecasts; API docs at http://{gateway}/docs");
+        if !args.exit {
+            println!("             serving until Ctrl-C");
+            shutdown_signal().await;
+        }
+        anyhow::Ok(())
     }
     .await;
     node.stop(Some("demo done".to_string()));
@@ -211,7 +233,7 @@ async fn stream_today(
 /// Trains every series through the node's scheduler, then shows where they live and what
 /// they forecast.
 async fn train_and_show(database: &Database, config: &Config) -> anyhow::Result<()> {
-    let (job_id, _) = start_train_all(Duration::from_secs(30)).await?;
+    let (job_id, _) = request_train_all(Duration::from_secs(30)).await?;
     println!(
         "6. training  train-all job {job_id}: the scheduler sends each series to its model actor"
     );

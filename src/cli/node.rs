@@ -19,6 +19,7 @@ use crate::cluster::tls::NodeTls;
 use crate::config::{ClusterConfig, Config, Override};
 use crate::schedule::WeeklySlot;
 use crate::store::Database;
+use crate::web::{GatewaySettings, random_token};
 
 /// Cookie used on loopback when none is configured: nodes on one machine only.
 const DEVELOPMENT_COOKIE: &str = "storecast-development";
@@ -127,12 +128,26 @@ pub async fn node_services(
                 config.gateway.listen
             )
         })?;
+    let token_generated = config.gateway.token.trim().is_empty();
+    let token = if token_generated {
+        random_token().context("cannot make a gateway token (gateway.token is empty)")?
+    } else {
+        config.gateway.token.trim().to_string()
+    };
+    let gateway = GatewaySettings {
+        listen: gateway_listen,
+        token,
+        token_generated,
+        protect_reads: config.gateway.protect_reads,
+        request_timeout: Duration::from_millis(config.gateway.request_timeout_ms.max(1)),
+        profile: train.profile_name.clone(),
+    };
     Ok(Some(NodeServices {
         database,
         train: Arc::new(train),
         scheduler,
         ingest,
-        gateway_listen,
+        gateway,
     }))
 }
 
@@ -198,7 +213,7 @@ pub fn node_settings(cluster: &ClusterConfig, workers: usize) -> anyhow::Result<
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -149,6 +149,11 @@ fn base_config(brokers: &str) -> ClientConfig {
     config
 }
 
+/// How long the broker may hold a fetch for more data. librdkafka's 500 ms default is most
+/// of a row's latency when the topic is quiet, and caps a busy consumer's rate (measured in
+/// BENCHMARKS.md).
+pub const FETCH_WAIT_MAX_MS: u32 = 100;
+
 /// A consumer-group member of `group`: offsets are committed by hand only, and a new group
 /// starts from the earliest message.
 pub fn consumer(
@@ -171,6 +176,7 @@ pub fn consumer(
             session_timeout.as_millis().to_string(),
         )
         .set("heartbeat.interval.ms", heartbeat.as_millis().to_string())
+        .set("fetch.wait.max.ms", FETCH_WAIT_MAX_MS.to_string())
         .create_with_context(context)
         .map_err(|error| KafkaSetupError::Client {
             what: "consumer",

@@ -118,6 +118,10 @@ const JOB_COLUMNS: &str = "SELECT j.id, j.kind, j.state, j.phase, j.product, j.p
      count(t.store) FILTER (WHERE t.state = 'running') AS running \
      FROM jobs j LEFT JOIN job_tasks t ON t.job_id = j.id";
 
+/// A running retrain job older than this many minutes is not joined (a training is given
+/// up after 30 minutes).
+const RETRAIN_JOB_STALE_MINUTES: i64 = 31;
+
 /// Rows per multi-row INSERT of tasks: 4 parameters each.
 const TASKS_PER_INSERT: usize = 1000;
 
@@ -269,13 +273,138 @@ impl Database {
         })
     }
 
-    /// Jobs not finished yet, oldest first.
+    /// Starts a retrain of one series asked for on demand (the gateway): a `retrain` job of
+    /// one running task. It is not the scheduler's (which runs train-all jobs): the request
+    /// that started it finishes it ([`Database::finish_retrain_job`]). A retrain of the same
+    /// series already running is returned instead, so a second request joins it. Returns the
+    /// job's id and whether it is new.
+    pub async fn start_retrain_job(
+        &self,
+        store: u32,
+        product: &str,
+        profile: &str,
+        node: &str,
+    ) -> Result<(i64, bool), StoreError> {
+        let doing = "starting a retrain job";
+        let store = i64::from(store) as i32;
+        let now = Utc::now();
+        // A job older than this was abandoned (its requester died): a new one starts.
+        let stale_before = now - chrono::Duration::minutes(RETRAIN_JOB_STALE_MINUTES);
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_with(self.begin_write_sql()).await.map_err(StoreError::query(doing))?;
+            let running: Option<i64> = sqlx::query_scalar(
+                "SELECT j.id FROM jobs j JOIN job_tasks t ON t.job_id = j.id \
+                 WHERE j.kind = 'retrain' AND j.state = 'running' AND j.created_at > $3 \
+                 AND t.store = $1 AND t.product = $2 ORDER BY j.id DESC LIMIT 1",
+            )
+            .bind(store)
+            .bind(product)
+            .bind(stale_before)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::query(doing))?;
+            if let Some(id) = running {
+                return Ok((id, false));
+            }
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO jobs (kind, state, phase, product, profile, total, created_at, \
+                 started_at) VALUES ('retrain', 'running', 'training', $1, $2, 1, $3, $3) \
+                 RETURNING id",
+            )
+            .bind(product)
+            .bind(profile)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(StoreError::query(doing))?;
+            sqlx::query(
+                "INSERT INTO job_tasks (job_id, store, product, state, attempts, node, updated_at) \
+                 VALUES ($1, $2, $3, 'running', 1, $4, $5)",
+            )
+            .bind(id)
+            .bind(store)
+            .bind(product)
+            .bind(node)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::query(doing))?;
+            tx.commit().await.map_err(StoreError::query(doing))?;
+            Ok((id, true))
+        })
+    }
+
+    /// Ends a retrain job with its training's outcome: the version it registered, or why
+    /// there is none. A job already ended is left as it is.
+    pub async fn finish_retrain_job(
+        &self,
+        id: i64,
+        outcome: Result<i32, &str>,
+    ) -> Result<(), StoreError> {
+        let doing = "finishing a retrain job";
+        let now = Utc::now();
+        let (state, version, error) = match outcome {
+            Ok(version) => ("succeeded", Some(version), None),
+            Err(error) => ("failed", None, Some(error)),
+        };
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_with(self.begin_write_sql()).await.map_err(StoreError::query(doing))?;
+            // The registry may have completed the task already (same version).
+            sqlx::query(
+                "UPDATE job_tasks SET state = $2, model_version = COALESCE(model_version, $3), \
+                 error = $4, updated_at = $5 WHERE job_id = $1 AND state <> 'succeeded'",
+            )
+            .bind(id)
+            .bind(state)
+            .bind(version)
+            .bind(error)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::query(doing))?;
+            sqlx::query(
+                "UPDATE jobs SET state = $2, phase = 'done', finished_at = $3, error = $4, \
+                 done = (SELECT count(*) FROM job_tasks WHERE job_id = $1 AND state = 'succeeded'), \
+                 failed = (SELECT count(*) FROM job_tasks WHERE job_id = $1 AND state = 'failed') \
+                 WHERE id = $1 AND kind = 'retrain' AND state IN ('pending', 'running')",
+            )
+            .bind(id)
+            .bind(state)
+            .bind(now)
+            .bind(error)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::query(doing))?;
+            tx.commit().await.map_err(StoreError::query(doing))
+        })
+    }
+
+    /// Train-all jobs not finished yet, oldest first: the scheduler's work.
     pub async fn active_jobs(&self) -> Result<Vec<Job>, StoreError> {
         let sql = format!(
-            "{JOB_COLUMNS} WHERE j.state IN ('pending', 'running') GROUP BY j.id ORDER BY j.id"
+            "{JOB_COLUMNS} WHERE j.state IN ('pending', 'running') AND j.kind = 'train_all' \
+             GROUP BY j.id ORDER BY j.id"
         );
         on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(pool).await)
             .map_err(StoreError::query("listing active jobs"))
+    }
+
+    /// A job's kind, if the job exists.
+    pub async fn job_kind(&self, id: i64) -> Result<Option<JobKind>, StoreError> {
+        let kind: Option<String> = on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT kind FROM jobs WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(pool)
+        .await)
+        .map_err(StoreError::query("reading a job's kind"))?;
+        Ok(kind.map(|kind| {
+            if kind == JobKind::Retrain.name() {
+                JobKind::Retrain
+            } else {
+                JobKind::TrainAll
+            }
+        }))
     }
 
     /// One job, if it exists.

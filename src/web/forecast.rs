@@ -15,10 +15,8 @@ use axum::http::StatusCode;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use super::{ACTOR_TIMEOUT, ApiError, Gateway};
-use crate::actors::membership::MembershipMessage;
-use crate::actors::model_host::{ModelHostMessage, SeriesRequest, owner_host, placement};
-use crate::cluster::placement::SeriesKey;
+use super::{ApiError, Gateway};
+use crate::actors::model_host::{ModelHostMessage, SeriesRequest};
 
 /// Most items one request may ask for.
 pub const MAX_ITEMS: usize = 100;
@@ -58,25 +56,18 @@ pub struct Api {
     pub model_version: i32,
 }
 
-fn bad_request(message: String) -> ApiError {
-    ApiError {
-        status: StatusCode::BAD_REQUEST,
-        message,
-    }
-}
-
 pub async fn forecast(
     State(gateway): State<Gateway>,
     body: Result<Json<Vec<Item>>, JsonRejection>,
 ) -> Result<Json<Vec<Answer>>, ApiError> {
     let Json(items) = body.map_err(|rejection| {
-        bad_request(format!(
+        ApiError::bad_request(format!(
             "the body must be a JSON list of {{store_id, product_name, begin_date, end_date}}: {}",
             rejection.body_text()
         ))
     })?;
     if items.is_empty() || items.len() > MAX_ITEMS {
-        return Err(bad_request(format!(
+        return Err(ApiError::bad_request(format!(
             "ask for 1 to {MAX_ITEMS} items, not {}",
             items.len()
         )));
@@ -86,14 +77,14 @@ pub async fn forecast(
     for (index, item) in items.iter().enumerate() {
         let at = |what: String| format!("item {index} (store {}): {what}", item.store_id);
         if item.end_date < item.begin_date {
-            return Err(bad_request(at(format!(
+            return Err(ApiError::bad_request(at(format!(
                 "end_date {} is before begin_date {}",
                 item.end_date, item.begin_date
             ))));
         }
         let span = (item.end_date - item.begin_date).num_days() + 1;
         if span > MAX_DAYS {
-            return Err(bad_request(at(format!(
+            return Err(ApiError::bad_request(at(format!(
                 "{span} days asked, more than {MAX_DAYS}"
             ))));
         }
@@ -108,38 +99,25 @@ pub async fn forecast(
                 message: at(format!("unknown series: no sales of {}", item.product_name)),
             })?;
         if item.begin_date <= last {
-            return Err(bad_request(at(format!(
+            return Err(ApiError::bad_request(at(format!(
                 "begin_date must be after the last day of sales, {last}"
             ))));
         }
         let days = (item.end_date - last).num_days();
         if days > MAX_DAYS {
-            return Err(bad_request(at(format!(
+            return Err(ApiError::bad_request(at(format!(
                 "end_date is {days} days after the last day of sales ({last}); at most {MAX_DAYS}"
             ))));
         }
         plans.push((item, days as u32));
     }
 
-    let view = ractor::call_t!(
-        gateway.membership,
-        MembershipMessage::GetView,
-        ACTOR_TIMEOUT.as_millis() as u64
-    )
-    .map_err(|error| ApiError::unavailable(format!("membership does not answer: {error}")))?;
     let mut answers = Vec::with_capacity(plans.len());
     for (item, days) in plans {
-        let key = SeriesKey::new(item.store_id, item.product_name.clone());
-        let keys: Vec<SeriesKey> = database
-            .stores_with_sales(&item.product_name)
-            .await
-            .map_err(ApiError::database)?
-            .into_iter()
-            .map(|store| SeriesKey::new(store, item.product_name.clone()))
-            .collect();
-        let (owner, host) = owner_host(&placement(&view, &keys), &key).ok_or_else(|| {
-            ApiError::unavailable(format!("no live model host owns store {}", item.store_id))
-        })?;
+        let owner = gateway
+            .routing
+            .owner(&gateway, item.store_id, &item.product_name)
+            .await?;
         let request = SeriesRequest {
             store: item.store_id,
             product: item.product_name.clone(),
@@ -147,7 +125,8 @@ pub async fn forecast(
             traceparent: String::new(),
             job_id: None,
         };
-        let reply = match host
+        let reply = match owner
+            .host
             .call(
                 |port| ModelHostMessage::Forecast(request, port),
                 Some(FORECAST_TIMEOUT),
@@ -157,12 +136,14 @@ pub async fn forecast(
             Ok(ractor::rpc::CallResult::Success(reply)) => reply,
             Ok(other) => {
                 return Err(ApiError::unavailable(format!(
-                    "node {owner} did not answer: {other:?}"
+                    "node {} did not answer: {other:?}",
+                    owner.node
                 )));
             }
             Err(error) => {
                 return Err(ApiError::unavailable(format!(
-                    "node {owner} unreachable: {error}"
+                    "node {} unreachable: {error}",
+                    owner.node
                 )));
             }
         };

@@ -1,25 +1,38 @@
 //! The HTTP gateway: an axum router over the cluster and the database. It talks to actors
-//! (the member view, model hosts) and reads the store for plain queries; it never fits a
-//! model itself.
+//! (the member view, model hosts, the scheduler) and reads the store for plain queries; it
+//! never fits a model itself.
 //!
 //! - [`health`]: `/health/livez`, `/health/readyz`, `/metrics`;
 //! - [`cluster`]: `GET /api/cluster`, the live members and the series each hosts;
-//! - [`stores`]: `GET /api/stores` and the latest batch forecast of a series;
-//! - [`forecast`]: `POST /api/forecast`, online forecasts by the series' model actors.
+//! - [`stores`]: `GET /api/stores`, a series' latest batch forecast and its recent sales;
+//! - [`forecast`]: `POST /api/forecast`, online forecasts by the series' model actors;
+//! - [`jobs`]: retrain one series or all (`202` with a job id), a job's state and its
+//!   server-sent progress events;
+//! - [`page`]: the web page at `/`, the OpenAPI document and its docs page;
+//! - [`routing`]: which node's model actor serves a series.
 //!
 //! Errors are JSON: `{"error": "..."}` with a 4xx or 5xx status that says whose fault it is.
+//! Mutating requests need the bearer token (`gateway.token`); reads too when
+//! `gateway.protect_reads` is set. Every request but an event stream is answered within
+//! `gateway.request_timeout_ms`.
 
 pub mod cluster;
 pub mod forecast;
 pub mod health;
+pub mod jobs;
+pub mod page;
+pub mod routing;
 pub mod stores;
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use ractor::ActorRef;
@@ -28,12 +41,46 @@ use serde::Serialize;
 use crate::actors::membership::MembershipMessage;
 use crate::store::Database;
 
+/// How the gateway serves (from `[gateway]`, plus the product and model profile it trains).
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    pub listen: SocketAddr,
+    /// What mutating requests must carry as `Authorization: Bearer <token>`.
+    pub token: String,
+    /// The token was made at random for this run (none was configured).
+    pub token_generated: bool,
+    /// Reads need the token too.
+    pub protect_reads: bool,
+    pub request_timeout: Duration,
+    /// The model profile retrain jobs are recorded with.
+    pub profile: String,
+}
+
 /// What every handler may use.
 #[derive(Clone)]
 pub struct Gateway {
     pub database: Database,
     pub membership: ActorRef<MembershipMessage>,
     pub node: String,
+    pub settings: Arc<GatewaySettings>,
+    pub routing: Arc<routing::Routing>,
+}
+
+impl Gateway {
+    pub fn new(
+        database: Database,
+        membership: ActorRef<MembershipMessage>,
+        node: String,
+        settings: GatewaySettings,
+    ) -> Self {
+        Gateway {
+            database,
+            membership,
+            node,
+            settings: Arc::new(settings),
+            routing: Arc::new(routing::Routing::default()),
+        }
+    }
 }
 
 /// Longest the gateway waits for an actor before answering 503.
@@ -44,7 +91,11 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 /// The gateway's routes.
 pub fn router(gateway: Gateway) -> Router {
-    Router::new()
+    let timed = Router::new()
+        .route("/", get(page::index))
+        .route("/assets/{file}", get(page::asset))
+        .route("/docs", get(page::docs))
+        .route("/openapi.json", get(page::openapi))
         .route("/health/livez", get(health::livez))
         .route("/health/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
@@ -55,8 +106,127 @@ pub fn router(gateway: Gateway) -> Router {
             "/api/stores/{store}/products/{product}/forecast",
             get(stores::forecast),
         )
+        .route(
+            "/api/stores/{store}/products/{product}/sales",
+            get(stores::sales),
+        )
+        .route(
+            "/api/stores/{store}/products/{product}/retrain",
+            post(jobs::retrain),
+        )
+        .route("/api/train", post(jobs::train_all))
+        .route("/api/jobs/{id}", get(jobs::job))
+        .layer(middleware::from_fn_with_state(gateway.clone(), time_limit));
+    // An event stream lasts as long as its job: no time limit.
+    let streams = Router::new().route("/api/jobs/{id}/events", get(jobs::events));
+    timed
+        .merge(streams)
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(gateway.clone(), authorize))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(gateway)
+}
+
+/// Whether a request may read without the token: the page, its assets, the docs, health and
+/// metrics are always open; the API is open unless `gateway.protect_reads`.
+fn open_without_token(path: &str, protect_reads: bool) -> bool {
+    let always_open = path == "/"
+        || path.starts_with("/assets/")
+        || path == "/docs"
+        || path == "/openapi.json"
+        || path.starts_with("/health/")
+        || path == "/metrics";
+    always_open || !protect_reads
+}
+
+/// Checks the bearer token of requests that need it; answers 401 otherwise.
+async fn authorize(State(gateway): State<Gateway>, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    // `POST /api/forecast` reads: it fits nothing and stores nothing.
+    let needs_token = if request.method() == Method::POST && path != "/api/forecast" {
+        true
+    } else {
+        !open_without_token(path, gateway.settings.protect_reads)
+    };
+    if needs_token {
+        // A browser's EventSource cannot set headers: reads may pass `?access_token=`.
+        let from_query = (request.method() == Method::GET)
+            .then(|| request.uri().query())
+            .flatten()
+            .and_then(|query| {
+                query
+                    .split('&')
+                    .find_map(|pair| pair.strip_prefix("access_token="))
+            });
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .or(from_query);
+        let why = match given {
+            None => Some("this request needs `Authorization: Bearer <token>` (gateway.token)"),
+            Some(token) if !constant_time_eq(token.trim(), &gateway.settings.token) => {
+                Some("the bearer token is not this gateway's (gateway.token)")
+            }
+            Some(_) => None,
+        };
+        if let Some(why) = why {
+            let mut response = ApiError {
+                status: StatusCode::UNAUTHORIZED,
+                message: why.to_string(),
+            }
+            .into_response();
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            return response;
+        }
+    }
+    next.run(request).await
+}
+
+/// Compares tokens without stopping at the first difference, so timing tells nothing.
+fn constant_time_eq(given: &str, expected: &str) -> bool {
+    let (given, expected) = (given.as_bytes(), expected.as_bytes());
+    let mut difference = given.len() ^ expected.len();
+    for (index, byte) in expected.iter().enumerate() {
+        difference |= usize::from(byte ^ given.get(index).copied().unwrap_or(0));
+    }
+    difference == 0 && !expected.is_empty()
+}
+
+/// Answers 503 when a request takes longer than `gateway.request_timeout_ms`.
+async fn time_limit(State(gateway): State<Gateway>, request: Request, next: Next) -> Response {
+    let limit = gateway.settings.request_timeout;
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::unavailable(format!(
+            "no answer within {} ms (gateway.request_timeout_ms)",
+            limit.as_millis()
+        ))
+        .into_response(),
+    }
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        message: format!(
+            "no such endpoint: {} {} (see /openapi.json)",
+            request.method(),
+            request.uri().path()
+        ),
+    }
+}
+
+/// A random token for a node started without `gateway.token`: 128 bits from the kernel.
+pub fn random_token() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
 }
 
 /// An error answer: a status and a message for the caller.
@@ -78,6 +248,20 @@ impl ApiError {
             message: message.into(),
         }
     }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: message.into(),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -94,5 +278,26 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(constant_time_eq("secret", "secret"));
+        assert!(!constant_time_eq("secreT", "secret"));
+        assert!(!constant_time_eq("secret-and-more", "secret"));
+        assert!(!constant_time_eq("", "secret"));
+        assert!(!constant_time_eq("", ""), "an empty token never matches");
+    }
+
+    #[test]
+    fn random_tokens_differ() {
+        let (first, second) = (random_token().unwrap(), random_token().unwrap());
+        assert_eq!(first.len(), 32);
+        assert_ne!(first, second);
     }
 }

@@ -1,15 +1,18 @@
 //! Stores and their batch forecasts, read from the database:
 //! - `GET /api/stores`: every series (store, product) with its latest model version;
 //! - `GET /api/stores/{store}/products/{product}/forecast`: the latest batch forecast, with the
-//!   model's name and version, the interval bounds and when it was written.
+//!   model's name and version, the interval bounds and when it was written;
+//! - `GET /api/stores/{store}/products/{product}/sales?days=N`: the series' last N days of
+//!   actual sales (default 90).
 
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, NaiveDate, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{ApiError, Gateway};
 
@@ -120,6 +123,80 @@ pub async fn forecast(
                 value: row.record.yhat,
                 lower_ci: row.record.lower,
                 upper_ci: row.record.upper,
+            })
+            .collect(),
+    }))
+}
+
+/// Days of sales answered when `days` is not given, and the most one request may ask.
+pub const DEFAULT_SALES_DAYS: u32 = 90;
+pub const MAX_SALES_DAYS: u32 = 3_660;
+
+#[derive(Debug, Deserialize)]
+pub struct SalesQuery {
+    pub days: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RecentSales {
+    pub store: u32,
+    pub product: String,
+    /// The last day of sales of the series (the window ends there).
+    pub last_date: Option<NaiveDate>,
+    pub sales: Vec<SalesDay>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SalesDay {
+    pub date: NaiveDate,
+    pub sales: u32,
+    pub customers: u32,
+    pub open: bool,
+    pub promo: bool,
+}
+
+pub async fn sales(
+    State(gateway): State<Gateway>,
+    Path((store, product)): Path<(String, String)>,
+    query: Result<Query<SalesQuery>, QueryRejection>,
+) -> Result<Json<RecentSales>, ApiError> {
+    let store = parse_store(&store)?;
+    let Query(query) = query.map_err(|rejection| {
+        ApiError::bad_request(format!(
+            "days must be a whole number of days: {}",
+            rejection.body_text()
+        ))
+    })?;
+    let days = query.days.unwrap_or(DEFAULT_SALES_DAYS);
+    if days == 0 || days > MAX_SALES_DAYS {
+        return Err(ApiError::bad_request(format!(
+            "days must be 1 to {MAX_SALES_DAYS}, not {days}"
+        )));
+    }
+    let rows = gateway
+        .database
+        .series_sales(store, &product)
+        .await
+        .map_err(ApiError::database)?;
+    let Some(last) = rows.last().map(|row| row.date) else {
+        return Err(ApiError::not_found(format!(
+            "unknown series: store {store} has no sales of product {product}"
+        )));
+    };
+    let first = last - chrono::Days::new(u64::from(days - 1));
+    Ok(Json(RecentSales {
+        store,
+        product,
+        last_date: Some(last),
+        sales: rows
+            .iter()
+            .filter(|row| row.date >= first)
+            .map(|row| SalesDay {
+                date: row.date,
+                sales: row.sales,
+                customers: row.customers,
+                open: row.open,
+                promo: row.promo,
             })
             .collect(),
     }))

@@ -35,6 +35,84 @@ pub fn post(address: &str, path: &str, body: &str) -> Answer {
     request(address, "POST", path, Some(body))
 }
 
+/// Any request, with extra headers (`name: value` lines).
+pub fn request_with(
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[String],
+    body: Option<&str>,
+) -> Answer {
+    let mut stream = TcpStream::connect(address)
+        .unwrap_or_else(|error| panic!("cannot connect to {address}: {error}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    let extra: String = headers.iter().map(|line| format!("{line}\r\n")).collect();
+    let content = match body {
+        Some(body) => format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+        None => "Content-Length: 0\r\n\r\n".to_string(),
+    };
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n{extra}{content}"
+    )
+    .unwrap();
+    read_answer(stream)
+}
+
+/// The events of a server-sent event stream, read until the server ends it: (event, data).
+/// Panics if it has not ended within `limit`.
+pub fn events(address: &str, path: &str, limit: Duration) -> Vec<(String, String)> {
+    let mut stream = TcpStream::connect(address)
+        .unwrap_or_else(|error| panic!("cannot connect to {address}: {error}"));
+    stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let mut raw = Vec::new();
+    let mut buffer = [0u8; 8192];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(read) => raw.extend_from_slice(&buffer[..read]),
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(error) => panic!("reading {path}: {error}"),
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{path} did not end within {limit:?}: {}",
+            String::from_utf8_lossy(&raw)
+        );
+    }
+    let text = String::from_utf8_lossy(&raw).to_string();
+    assert!(text.starts_with("HTTP/1.1 200"), "{path}: {text}");
+    let mut events = Vec::new();
+    let mut name = String::new();
+    // The body is chunked; an event's lines are within one chunk, so chunk-size lines are
+    // simply skipped.
+    for line in text.lines() {
+        if let Some(event) = line.strip_prefix("event: ") {
+            name = event.to_string();
+        } else if let Some(data) = line.strip_prefix("data: ") {
+            events.push((std::mem::take(&mut name), data.to_string()));
+        }
+    }
+    events
+}
+
 fn request(address: &str, method: &str, path: &str, body: Option<&str>) -> Answer {
     let mut stream = TcpStream::connect(address)
         .unwrap_or_else(|error| panic!("cannot connect to {address}: {error}"));
@@ -53,6 +131,10 @@ fn request(address: &str, method: &str, path: &str, body: Option<&str>) -> Answe
         "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n{content}"
     )
     .unwrap();
+    read_answer(stream)
+}
+
+fn read_answer(mut stream: TcpStream) -> Answer {
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).unwrap();
     let text = String::from_utf8_lossy(&raw).to_string();
