@@ -25,7 +25,7 @@
 //! 2. **the pieces alone**, to tell where the bottleneck is: the producer's rate into the
 //!    broker (`storecast::cli::produce::publish`, no limit); one rdkafka consumer reading every
 //!    message without parsing or a database (`storecast::ingest::kafka::consumer`: the node's
-//!    settings, another group), and the same with `fetch.wait.max.ms` 100; parsing and batching
+//!    settings, another group), and the same with `fetch.wait.max.ms` 500; parsing and batching
 //!    in memory (`Batch::add`, one thread); writing pre-parsed batches straight into PostgreSQL
 //!    (`Database::write_ingest_batch`, one after the other). CPU seconds of the nodes,
 //!    PostgreSQL (the postmaster and its children) and tansu are read from `/proc`;
@@ -91,8 +91,9 @@ const REJECT_PAYLOAD_BYTES: usize = 4096;
 const NODE_LOG_LEVEL: &str = "info,ractor=warn,ractor_cluster=warn,\
      ractor_cluster::node::node_session=error,storecast::actors::ingest=debug,sqlx::query=debug";
 const LATENCY_RATE: u64 = 10_000;
-/// `fetch.wait.max.ms` of the second broker probe (librdkafka's default is 500).
-const PROBE_FETCH_WAIT_MS: u32 = 100;
+/// `fetch.wait.max.ms` of the second broker probe: librdkafka's default, for comparison with
+/// the node's `kafka::FETCH_WAIT_MAX_MS`.
+const PROBE_FETCH_WAIT_MS: u32 = 500;
 /// Every this many messages of the latency run is sampled.
 const SAMPLE_EVERY: usize = 50;
 /// How often the latency poller asks the database.
@@ -588,7 +589,7 @@ fn produce(
 }
 
 /// One consumer of another group reading every message, without parsing or a database: with
-/// the node's settings (`storecast::ingest::kafka::consumer`), or with `fetch.wait.max.ms` set.
+/// the node's settings (`storecast::ingest::kafka::consumer`), or with another `fetch.wait.max.ms`.
 /// Its time runs from the first message received to the last (the group join is left out).
 /// Also returns each partition's end (last offset + 1).
 fn consume_only(
@@ -614,7 +615,7 @@ fn consume_only(
         Some(ms) => {
             let consumer = probe_consumer(&broker.address, "storecast-bench-raw-fast", Some(ms));
             let what =
-                format!("consume as above, but `fetch.wait.max.ms` {ms} (not a storecast setting)");
+                format!("consume as above, but `fetch.wait.max.ms` {ms} (librdkafka's default)");
             consume_with(runtime, consumer, count, what)
         }
     }
@@ -959,7 +960,7 @@ fn throughput(
 /// Latency through the broker alone: the paced producer and one consumer in this process,
 /// no node and no database.
 struct ProbeRun {
-    /// `fetch.wait.max.ms` of the consumer; `None`: librdkafka's default, as the node runs.
+    /// `fetch.wait.max.ms` of the consumer; `None`: the node's (`kafka::FETCH_WAIT_MAX_MS`).
     fetch_wait_ms: Option<u32>,
     /// Send call -> received by the consumer, for every message.
     latencies: Vec<Duration>,
@@ -1015,7 +1016,7 @@ fn probes(runtime: &tokio::runtime::Runtime, data: &Data, plan: &Plan) -> Vec<Pr
         .map(|(number, fetch_wait_ms)| {
             eprintln!(
                 "broker latency probe: {count} rows at {LATENCY_RATE} rows/s, fetch.wait.max.ms {}",
-                fetch_wait_ms.map_or("default".to_string(), |ms| ms.to_string())
+                fetch_wait_ms.unwrap_or(kafka::FETCH_WAIT_MAX_MS)
             );
             probe(
                 runtime,
@@ -1107,7 +1108,7 @@ fn probe(
 }
 
 /// A consumer with the settings of `storecast::ingest::kafka::consumer` (group member, manual
-/// commits, earliest, 10 s session), and `fetch.wait.max.ms` when given.
+/// commits, earliest, 10 s session), with `fetch.wait.max.ms` changed when given.
 fn probe_consumer(brokers: &str, group: &str, fetch_wait_ms: Option<u32>) -> StreamConsumer {
     let mut config = ClientConfig::new();
     config
@@ -1119,10 +1120,13 @@ fn probe_consumer(brokers: &str, group: &str, fetch_wait_ms: Option<u32>) -> Str
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "10000")
-        .set("heartbeat.interval.ms", "2500");
-    if let Some(ms) = fetch_wait_ms {
-        config.set("fetch.wait.max.ms", ms.to_string());
-    }
+        .set("heartbeat.interval.ms", "2500")
+        .set(
+            "fetch.wait.max.ms",
+            fetch_wait_ms
+                .unwrap_or(kafka::FETCH_WAIT_MAX_MS)
+                .to_string(),
+        );
     config.create().expect("a probe consumer")
 }
 
@@ -1712,8 +1716,8 @@ impl Report {
                 println!(
                     "| {} | {} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {} |",
                     probe.fetch_wait_ms.map_or(
-                        "500 (librdkafka's default, as the node runs)".to_string(),
-                        |ms| format!("{ms} (not a storecast setting)")
+                        format!("{} (as the node runs)", kafka::FETCH_WAIT_MAX_MS),
+                        |ms| format!("{ms} (librdkafka's default)")
                     ),
                     thousands(sorted.len() as u64),
                     millis(percentile(&sorted, 50.0)),
