@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: real services and real data.
 #![allow(dead_code)] // Each test binary uses its own subset.
 
+pub mod browser;
 pub mod http;
 pub mod kafka;
 pub mod measure;

@@ -45,7 +45,8 @@ function drawChart(svg, series) {
   for (let step = 0; step <= ticks; step += 1) {
     const day = minDay + ((maxDay - minDay) * step) / ticks;
     const date = new Date(Math.round(day) * 86400000).toISOString().slice(0, 10);
-    const label = svgElement("text", { x: x(date), y: height - 8, "text-anchor": "middle" });
+    const anchor = step === 0 ? "start" : step === ticks ? "end" : "middle";
+    const label = svgElement("text", { x: x(date), y: height - 8, "text-anchor": anchor });
     label.textContent = date.slice(5);
     svg.append(label);
   }

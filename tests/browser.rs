@@ -1,0 +1,184 @@
+//! The web page in a real browser: `storecast demo` (on the test PostgreSQL) serves it, and
+//! headless Chromium loads it, picks a store, sees the chart, clicks retrain and sees the
+//! model version go up, draws a days-ahead forecast, and fits a phone-sized screen.
+//! Screenshots are saved to `target/test-artifacts/`.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use support::browser::Browser;
+
+/// The demo, serving its page until stopped; its output lines arrive on `lines`.
+struct Demo {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Demo {
+    fn start(dir: &std::path::Path, url: &str) -> Demo {
+        let mut child = support::storecast(dir)
+            .args(["--database-url", url, "--set", "gateway.listen=127.0.0.1:0"])
+            .args(["demo", "--stores", "4", "--days", "200"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the demo");
+        let stdout = child.stdout.take().expect("the demo's output");
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Demo {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for the line that starts with `prefix` (after trimming); returns it.
+    fn wait_for_line(&mut self, prefix: &str, limit: Duration) -> String {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.trim_start().starts_with(prefix) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "the demo printed no line starting {prefix:?} within {limit:?}:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Stops it as Ctrl-C would; it must exit cleanly.
+    fn stop(mut self) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGINT);
+        }
+        let status = self.child.wait().expect("the demo exits");
+        assert!(status.success(), "the demo exited with {status}");
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn artifact(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/test-artifacts")
+        .join(name)
+}
+
+#[test]
+fn the_page_shows_a_store_retrains_it_and_forecasts_days_ahead() {
+    let Some(url) = support::postgres::fresh_database("browser") else {
+        return;
+    };
+    let Some(browser) = Browser::start("browser") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut demo = Demo::start(dir.path(), &url);
+    let line = demo.wait_for_line("9. web page", Duration::from_secs(300));
+    let page = line
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    assert!(page.contains("/#token="), "{page}");
+    demo.wait_for_line("serving until Ctrl-C", Duration::from_secs(10));
+
+    browser.open(&page);
+    let minute = Duration::from_secs(60);
+    browser.wait_for(
+        "the store picker",
+        "return document.querySelectorAll('#store option').length === 4",
+        minute,
+    );
+    assert_eq!(
+        browser.run("return location.hash"),
+        "",
+        "the token is taken out of the address"
+    );
+
+    // Pick store 3: its chart, with the weekly forecast of version 1.
+    browser.click("#store option[value='3']");
+    browser.wait_for(
+        "store 3's chart",
+        "return document.getElementById('title').textContent === 'Store 3 · product_A' \
+         && document.querySelector('#chart path.actual') !== null \
+         && document.querySelector('#chart path.forecast') !== null \
+         && document.querySelector('#chart path.band') !== null \
+         && document.getElementById('model-version')?.textContent === '1'",
+        minute,
+    );
+    let subtitle = browser.run("return document.getElementById('subtitle').textContent");
+    let subtitle = subtitle.as_str().unwrap();
+    assert!(
+        subtitle.contains("Model default, version 1, trained "),
+        "{subtitle}"
+    );
+
+    // Retrain: progress, then version 2 in the subtitle.
+    browser.click("#retrain");
+    browser.wait_for(
+        "version 2 after retraining",
+        "return document.getElementById('model-version')?.textContent === '2'",
+        Duration::from_secs(180),
+    );
+    let status = browser.run("return document.getElementById('status').textContent");
+    assert!(
+        status.as_str().unwrap().contains("version 2 trained"),
+        "{status}"
+    );
+
+    // A days-ahead forecast, drawn with its band.
+    browser.run("document.getElementById('days').value = '12'; return true");
+    browser.click("#forecast-days");
+    let drawn = browser.wait_for(
+        "the days-ahead forecast",
+        "return document.querySelector('#chart path.online') !== null \
+         && document.getElementById('status').textContent",
+        minute,
+    );
+    assert!(
+        drawn
+            .as_str()
+            .unwrap()
+            .contains("12 days ahead by model default version 2"),
+        "{drawn}"
+    );
+    browser.screenshot(&artifact("page-desktop.png"));
+
+    // A phone-sized screen: nothing wider than the screen.
+    browser.resize(390, 844);
+    let overflow = browser.wait_for(
+        "the narrow layout",
+        "return window.innerWidth <= 420 && \
+         [document.documentElement.scrollWidth, window.innerWidth]",
+        minute,
+    );
+    assert!(overflow[0].as_u64() <= overflow[1].as_u64(), "{overflow}");
+    browser.screenshot(&artifact("page-phone.png"));
+    drop(browser);
+    demo.stop();
+}
