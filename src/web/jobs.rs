@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use futures_util::Stream;
 use serde::Serialize;
+use tokio::sync::broadcast;
 
 use super::stores::parse_store;
 use super::{ApiError, Gateway};
@@ -84,6 +85,7 @@ pub async fn retrain(
     if created {
         tracing::info!(job = job_id, store, %product, node = %owner.node, "retrain requested");
         let database = gateway.database.clone();
+        let job_ended = gateway.job_ended.clone();
         let request = SeriesRequest {
             store,
             product,
@@ -118,6 +120,8 @@ pub async fn retrain(
             if let Err(error) = database.finish_retrain_job(job_id, outcome).await {
                 tracing::warn!(job = job_id, %error, "cannot record the retrain's outcome");
             }
+            // No stream listening is fine.
+            let _ = job_ended.send(job_id);
         });
     }
     Ok(Started::new(job_id, created, "retrain"))
@@ -270,14 +274,17 @@ pub async fn events(
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let id = parse_job_id(&id)?;
+    // Listening before the first look, so an end in between is not missed.
+    let ended = gateway.job_ended.subscribe();
     let first = job_view(&gateway.database, id)
         .await?
         .ok_or_else(|| no_such_job(id))?;
     let database = gateway.database.clone();
-    let stream = futures_util::stream::unfold(Follow::Send(first), move |follow| {
-        let database = database.clone();
-        async move { follow.next(&database, id).await }
-    });
+    let stream =
+        futures_util::stream::unfold((Follow::Send(first), ended), move |(follow, ended)| {
+            let database = database.clone();
+            async move { follow.next(&database, id, ended).await }
+        });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
@@ -295,17 +302,36 @@ impl Follow {
         self,
         database: &Database,
         id: i64,
-    ) -> Option<(Result<Event, Infallible>, Follow)> {
+        mut ended: broadcast::Receiver<i64>,
+    ) -> Option<(
+        Result<Event, Infallible>,
+        (Follow, broadcast::Receiver<i64>),
+    )> {
         let mut sent = match self {
             Follow::Ended => return None,
-            Follow::Send(view) => return Some((event(&view), Follow::after(view))),
+            Follow::Send(view) => return Some((event(&view), (Follow::after(view), ended))),
             Follow::Watch(view) => view,
         };
         loop {
-            tokio::time::sleep(EVENTS_POLL).await;
+            // Look again after a while, or at once when this gateway saw the job end.
+            let look_again = tokio::time::sleep(EVENTS_POLL);
+            tokio::pin!(look_again);
+            loop {
+                tokio::select! {
+                    _ = &mut look_again => break,
+                    seen = ended.recv() => match seen {
+                        Ok(ended_id) if ended_id != id => continue,
+                        Err(broadcast::error::RecvError::Closed) => {
+                            (&mut look_again).await;
+                            break;
+                        }
+                        _ => break,
+                    },
+                }
+            }
             match job_view(database, id).await {
                 Ok(Some(view)) if view != sent => {
-                    return Some((event(&view), Follow::after(view)));
+                    return Some((event(&view), (Follow::after(view), ended)));
                 }
                 Ok(Some(_)) => {}
                 Ok(None) => return None,
@@ -313,7 +339,7 @@ impl Follow {
                     // The database may be away for a moment: say so and keep watching.
                     let warning = Event::default().event("warning").data(error.message);
                     sent.progress = f64::NAN; // the next view differs, so it is sent again
-                    return Some((Ok(warning), Follow::Watch(sent)));
+                    return Some((Ok(warning), (Follow::Watch(sent), ended)));
                 }
             }
         }

@@ -64,6 +64,9 @@ pub struct Gateway {
     pub node: String,
     pub settings: Arc<GatewaySettings>,
     pub routing: Arc<routing::Routing>,
+    /// Ids of jobs this gateway saw end, so its event streams answer at once instead of at
+    /// their next look.
+    pub job_ended: tokio::sync::broadcast::Sender<i64>,
 }
 
 impl Gateway {
@@ -79,6 +82,7 @@ impl Gateway {
             node,
             settings: Arc::new(settings),
             routing: Arc::new(routing::Routing::default()),
+            job_ended: tokio::sync::broadcast::channel(64).0,
         }
     }
 }
