@@ -112,10 +112,10 @@ fn main() {
             &settings,
         ));
     }
+    nodes[0].wait_for(&["gateway listening on", &gateway]);
     for node in &mut nodes {
         node.wait_for(&["cluster view: 3 members [alpha, bravo, charlie]"]);
     }
-    nodes[0].wait_for(&["gateway listening on", &gateway]);
 
     let database = runtime
         .block_on(Database::connect(&support::database_config(&url)))
