@@ -20,8 +20,8 @@
 //!    then were skipped by the broker, and are reported: tansu 0.6.0 answers a fetch that
 //!    starts inside a record batch with the batches after it, which loses the rest of that
 //!    batch when partitions move between nodes). `sqlx::query=debug` makes the nodes log each
-//!    statement's duration, so each batch's INSERT and COMMIT times are known; the rest of a
-//!    node's time goes to consuming, parsing and committing offsets, one after the other;
+//!    statement's duration, so each batch's write (COPY, or the upsert) and COMMIT times are
+//!    known; meanwhile the node consumes and parses the next batch;
 //! 2. **the pieces alone**, to tell where the bottleneck is: the producer's rate into the
 //!    broker (`storecast::cli::produce::publish`, no limit); one rdkafka consumer reading every
 //!    message without parsing or a database (`storecast::ingest::kafka::consumer`: the node's
@@ -408,7 +408,9 @@ impl Watched {
             } else if let Some(secs) =
                 field(line, "elapsed_secs").and_then(|s| s.parse::<f64>().ok())
             {
-                if line.contains("summary=\"INSERT INTO sales") {
+                if line.contains("summary=\"INSERT INTO sales")
+                    || line.contains("summary=\"COPY sales")
+                {
                     self.pending.insert += secs;
                 } else if line.contains("summary=\"COMMIT") {
                     self.pending.commit += secs;
@@ -1126,6 +1128,10 @@ fn probe_consumer(brokers: &str, group: &str, fetch_wait_ms: Option<u32>) -> Str
             fetch_wait_ms
                 .unwrap_or(kafka::FETCH_WAIT_MAX_MS)
                 .to_string(),
+        )
+        .set(
+            "fetch.queue.backoff.ms",
+            kafka::FETCH_QUEUE_BACKOFF_MS.to_string(),
         );
     config.create().expect("a probe consumer")
 }
@@ -1666,7 +1672,7 @@ impl Report {
         println!("### where a node's time goes (its log: each batch's INSERT and COMMIT)");
         println!();
         println!(
-            "| run | batches | rows per batch, median | INSERT per batch, median | COMMIT per batch, median | INSERT + COMMIT, all batches | their share of first -> last (per node) | CPU s during the run |"
+            "| run | batches | rows per batch, median | COPY or INSERT per batch, median | COMMIT per batch, median | write + COMMIT, all batches | their share of first -> last (per node) | CPU s during the run |"
         );
         println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
         for run in &self.runs {
@@ -1692,9 +1698,8 @@ impl Report {
         }
         println!();
         println!(
-            "A node's loop gathers a batch (consume + parse), then writes it (INSERT, COMMIT), \
-             then commits its offsets, one after the other: what is not INSERT + COMMIT is \
-             gathering and offset commits."
+            "A node gathers the next batch (consume + parse) while it writes one (COPY, or the \
+             upsert when a row is already stored, then COMMIT) and commits its offsets."
         );
     }
 
@@ -1741,7 +1746,7 @@ impl Report {
         );
         println!();
         println!(
-            "| `ingest.batch_ms` | samples (every {SAMPLE_EVERY}th) | p50 | p90 | p99 | max | send -> broker ack, p50 / p99 | batches | rows per batch, median | between batch commits, median | INSERT + COMMIT per batch, p50 / max | CPU s | load 1 min before -> after |"
+            "| `ingest.batch_ms` | samples (every {SAMPLE_EVERY}th) | p50 | p90 | p99 | max | send -> broker ack, p50 / p99 | batches | rows per batch, median | between batch commits, median | write + COMMIT per batch, p50 / max | CPU s | load 1 min before -> after |"
         );
         println!(
             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"

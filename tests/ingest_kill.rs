@@ -1,12 +1,19 @@
 //! An ingest node killed with `kill -9` while 100,000 rows stream: every row lands exactly
 //! once, with its values.
 //!
-//! Ignored for now: it passes about 3 runs in 4 when run alone (`cargo test --test ingest_kill
-//! -- --ignored`). The likely cause is the test broker: tansu 0.6.0 answers a fetch that
-//! starts inside a record batch with only the batches after it, so a partition resumed from a
-//! committed offset in the middle of a batch (as after this kill) never delivers the rest of
-//! that batch; the ingest benchmark saw 37 to 5,578 rows lost per takeover with every offset
-//! committed. A Kafka broker returns the whole batch and the client skips to the offset.
+//! Two faults of the test broker (tansu 0.6.0), found by reading its source against failing
+//! runs, shape this test; neither is storecast's, and a Kafka broker has neither:
+//! - its memory engine answers a fetch that starts inside a record batch with the batches
+//!   after it (`tansu-storage` `dynostore.rs`, `split_off(&offset)`), so a partition resumed
+//!   from a committed offset mid-batch would lose the rest of that batch. The SQLite engine
+//!   stores one row per record and fetches from the exact offset: this test uses it;
+//! - its group coordinator removes a member whose session expired without moving the group
+//!   to a new generation, and then serves the old assignment
+//!   (`tansu-broker` `coordinator/group/administrator.rs`, `Formed::heartbeat` and
+//!   `Formed::sync`), so the survivor alone never gets the dead member's partitions. A member
+//!   that joins starts a new generation: the test starts a replacement node right after the
+//!   kill, as a supervisor restarting the dead process would. (Against Kafka the survivor
+//!   takes the partitions over by itself once the session times out.)
 
 mod support;
 
@@ -16,16 +23,15 @@ use storecast::cli::produce::publish;
 use storecast::ingest::kafka;
 use support::streaming::{LANDING_PATIENCE, TOPIC, sales_sum, stream, streamed, wait_for_rows};
 
-#[ignore = "flaky: the survivor sometimes gets only half the partitions after the kill (see the module doc)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ingest_node_killed_mid_stream_loses_and_doubles_nothing() {
-    let Some(stream) = stream("ingest_kill", 6, false).await else {
+    let Some(stream) = stream("ingest_kill", 6, true).await else {
         return;
     };
     let mut first = stream.ingest_node("ingest-a");
     let mut second = stream.ingest_node("ingest-b");
 
-    // 100,000 rows at 25,000 a second; the second node dies with kill -9 once a fifth landed.
+    // 100,000 rows at 10,000 a second; the second node dies with kill -9 once a fifth landed.
     let messages: Vec<(String, String)> = stream
         .setup
         .templates
@@ -35,7 +41,7 @@ async fn an_ingest_node_killed_mid_stream_loses_and_doubles_nothing() {
     let brokers = stream.broker.address.clone();
     let producing = tokio::spawn(async move {
         let producer = kafka::producer(&brokers).unwrap();
-        publish(&producer, TOPIC, &messages, 25_000).await.unwrap();
+        publish(&producer, TOPIC, &messages, 10_000).await.unwrap();
     });
     let started = Instant::now();
     while streamed(&stream.setup.database, stream.setup.today).await.0 < 20_000 {
@@ -47,6 +53,7 @@ async fn an_ingest_node_killed_mid_stream_loses_and_doubles_nothing() {
     }
     second.signal(libc::SIGKILL);
     let _ = second.child.wait();
+    let _replacement = stream.ingest_node("ingest-c");
     first.wait_for(&["ingest partitions assigned"]);
     producing.await.unwrap();
 

@@ -13,6 +13,7 @@
 //!
 //! Every request carries a W3C `traceparent`, so a trace spans gateway -> owner -> database.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::NaiveDate;
@@ -112,7 +113,13 @@ pub struct ModelArguments {
 struct Loaded {
     info: VersionInfo,
     model: Arc<FittedModel>,
+    /// Online forecasts already made by this version, by days: the same request gives the
+    /// same points until the version or the series' data change.
+    forecasts: HashMap<u32, Arc<Vec<ForecastPoint>>>,
 }
+
+/// Distinct horizons a model actor keeps forecasts of.
+const FORECASTS_KEPT: usize = 8;
 
 pub struct ModelState {
     key: SeriesKey,
@@ -163,6 +170,8 @@ impl Actor for ModelActor {
             ModelMessage::DataArrived => {
                 if let Some(loaded) = &mut state.loaded {
                     loaded.info.new_data = true;
+                    // The days after the data moved on.
+                    loaded.forecasts.clear();
                 }
                 if state.settings.retrain_on_new_data && state.flight.is_none() {
                     tracing::debug!(
@@ -314,17 +323,18 @@ async fn load_latest(state: &mut ModelState) -> Result<(), String> {
             new_data: false,
         },
         model: Arc::new(model),
+        forecasts: HashMap::new(),
     });
     Ok(())
 }
 
-async fn forecast(state: &ModelState, days: u32) -> ForecastReply {
+async fn forecast(state: &mut ModelState, days: u32) -> ForecastReply {
     let failure = |error: String| ForecastReply {
         version: None,
         points: Vec::new(),
         error: Some(error),
     };
-    let Some(loaded) = &state.loaded else {
+    let Some(loaded) = &mut state.loaded else {
         return failure(format!(
             "store {} has no trained model for {}",
             state.key.store, state.key.product
@@ -332,6 +342,13 @@ async fn forecast(state: &ModelState, days: u32) -> ForecastReply {
     };
     if !(1..=366).contains(&days) {
         return failure(format!("days must be between 1 and 366, got {days}"));
+    }
+    if let Some(points) = loaded.forecasts.get(&days) {
+        return ForecastReply {
+            version: Some(loaded.info.clone()),
+            points: points.as_ref().clone(),
+            error: None,
+        };
     }
     let rows = match state
         .database
@@ -350,11 +367,17 @@ async fn forecast(state: &ModelState, days: u32) -> ForecastReply {
     .map_err(|error| error.to_string())
     .and_then(|result| result);
     match points {
-        Ok(points) => ForecastReply {
-            version: Some(loaded.info.clone()),
-            points,
-            error: None,
-        },
+        Ok(points) => {
+            if loaded.forecasts.len() >= FORECASTS_KEPT {
+                loaded.forecasts.clear();
+            }
+            loaded.forecasts.insert(days, Arc::new(points.clone()));
+            ForecastReply {
+                version: Some(loaded.info.clone()),
+                points,
+                error: None,
+            }
+        }
         Err(error) => failure(error),
     }
 }

@@ -154,6 +154,11 @@ fn base_config(brokers: &str) -> ClientConfig {
 /// BENCHMARKS.md).
 pub const FETCH_WAIT_MAX_MS: u32 = 100;
 
+/// How long librdkafka waits before fetching again for a partition whose local queue is over
+/// its thresholds. Its 1,000 ms default made a busy consumer idle most of the time: measured
+/// on the test broker, 150,000 messages/s with it and 665,000 with 10 ms.
+pub const FETCH_QUEUE_BACKOFF_MS: u32 = 10;
+
 /// A consumer-group member of `group`: offsets are committed by hand only, and a new group
 /// starts from the earliest message.
 pub fn consumer(
@@ -177,6 +182,7 @@ pub fn consumer(
         )
         .set("heartbeat.interval.ms", heartbeat.as_millis().to_string())
         .set("fetch.wait.max.ms", FETCH_WAIT_MAX_MS.to_string())
+        .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS.to_string())
         .create_with_context(context)
         .map_err(|error| KafkaSetupError::Client {
             what: "consumer",

@@ -249,6 +249,26 @@ impl Database {
         row.map(Row::into_version).transpose()
     }
 
+    /// A version's profile name and training time, without its parameters (what a page or
+    /// an API answer shows of it).
+    pub async fn model_label(
+        &self,
+        store: u32,
+        product: &str,
+        version: i32,
+    ) -> Result<Option<(String, DateTime<Utc>)>, StoreError> {
+        on_pool!(self, pool => sqlx::query_as(
+            "SELECT profile, trained_at FROM model_versions \
+             WHERE store = $1 AND product = $2 AND version = $3",
+        )
+        .bind(i64::from(store) as i32)
+        .bind(product)
+        .bind(version)
+        .fetch_optional(pool)
+        .await)
+        .map_err(StoreError::query("reading a model version's label"))
+    }
+
     /// One version of a series, if it exists.
     pub async fn model_version(
         &self,

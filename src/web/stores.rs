@@ -101,19 +101,17 @@ pub async fn forecast(
         });
     };
     let version = first.record.model_version;
-    let registered = database
-        .model_version(store, &product, version)
+    let label = database
+        .model_label(store, &product, version)
         .await
         .map_err(ApiError::database)?;
     Ok(Json(BatchForecast {
         store,
         product: product.clone(),
         model: Model {
-            name: registered
-                .as_ref()
-                .map_or_else(|| "unknown".to_string(), |found| found.profile.clone()),
             version,
-            trained_at: registered.map(|found| found.trained_at),
+            trained_at: label.as_ref().map(|(_, trained_at)| *trained_at),
+            name: label.map_or_else(|| "unknown".to_string(), |(profile, _)| profile),
         },
         created_at: first.created_at,
         forecast: rows
