@@ -39,6 +39,9 @@
 //!    that saw it, so it is at most one poll interval high. Nothing is added to the product or
 //!    the messages.
 //!
+//! `STORECAST_BENCH_KEEP_LOGS=1` keeps every throughput run's node logs in the temporary
+//! folder (each batch's line has `store_ms` and `offsets_ms`).
+//!
 //! The 1-minute load average (`/proc/loadavg`) is recorded before and after each measurement.
 //! Everything is printed as Markdown tables at the end; progress goes to stderr. It panics with
 //! a message when PostgreSQL or the broker is missing.
@@ -900,6 +903,11 @@ fn throughput(
         std::thread::sleep(Duration::from_millis(50));
     }
     nodes.iter_mut().for_each(Watched::read);
+    if std::env::var_os("STORECAST_BENCH_KEEP_LOGS").is_some() {
+        for path in save_logs(&mut nodes, spec) {
+            eprintln!("  node log kept: {}", path.display());
+        }
+    }
     let mut cpu: Vec<(&'static str, f64)> = Vec::new();
     let node_cpu: f64 = nodes
         .iter()

@@ -237,6 +237,7 @@ impl Write {
         let mut refreshed = None;
         let mut delay = self.settings.retry_min;
         let mut failures = 0u32;
+        let started = Instant::now();
         let written = loop {
             if self.rebalances.generation() != generation {
                 tracing::debug!(
@@ -284,6 +285,7 @@ impl Write {
                 "ingest batch stored after the database came back"
             );
         }
+        let stored = started.elapsed();
         self.commit_offsets(&batch).await;
         let accepted = batch.sales.len() as f64;
         metrics::add(metrics::INGEST_ROWS, &[("outcome", "accepted")], accepted);
@@ -296,6 +298,8 @@ impl Write {
             rows = written.rows,
             rejects = written.rejects,
             copied = written.copied,
+            store_ms = stored.as_millis() as u64,
+            offsets_ms = (started.elapsed() - stored).as_millis() as u64,
             "ingest batch stored and committed"
         );
         notify_model_hosts(&batch);

@@ -27,14 +27,24 @@ const PRODUCT_MAX_CHARS: usize = 100;
 
 /// Parses and checks one message; the error is the reason it is rejected.
 pub fn parse_sale(payload: &[u8]) -> Result<Sale, String> {
-    let value: Value =
-        serde_json::from_slice(payload).map_err(|error| format!("not JSON: {error}"))?;
-    let Value::Object(object) = value else {
-        return Err(format!("not a JSON object but {}", kind(&value)));
+    // The usual message reads straight into its fields; anything odd (not an object, a key
+    // twice) goes the general way, which also words the error.
+    let is_object = payload.trim_ascii_start().first() == Some(&b'{');
+    let fast = is_object.then(|| serde_json::from_slice::<Fields>(payload).ok());
+    let fields = match fast.flatten() {
+        Some(fields) => fields,
+        None => {
+            let value: Value =
+                serde_json::from_slice(payload).map_err(|error| format!("not JSON: {error}"))?;
+            let Value::Object(object) = value else {
+                return Err(format!("not a JSON object but {}", kind(&value)));
+            };
+            Fields::from_object(object)
+        }
     };
-    let store = integer(&object, "store", 1, i64::from(u32::MAX))? as u32;
-    let date = date(&object)?;
-    let day_of_week = integer(&object, "dayofweek", 1, 7)? as u8;
+    let store = integer(&fields, "store", 1, i64::from(u32::MAX))? as u32;
+    let date = date(&fields)?;
+    let day_of_week = integer(&fields, "dayofweek", 1, 7)? as u8;
     let weekday = date.weekday().number_from_monday() as u8;
     if day_of_week != weekday {
         return Err(format!(
@@ -42,13 +52,13 @@ pub fn parse_sale(payload: &[u8]) -> Result<Sale, String> {
             date.weekday()
         ));
     }
-    let sales = integer(&object, "sales", 0, i64::from(u32::MAX))? as u32;
-    let customers = integer(&object, "customers", 0, i64::from(u32::MAX))? as u32;
-    let open = flag(&object, "open")?;
-    let promo = flag(&object, "promo")?;
-    let school_holiday = flag(&object, "schoolholiday")?;
-    let state_holiday = state_holiday(&object)?;
-    let product = match field(&object, "productname")? {
+    let sales = integer(&fields, "sales", 0, i64::from(u32::MAX))? as u32;
+    let customers = integer(&fields, "customers", 0, i64::from(u32::MAX))? as u32;
+    let open = flag(&fields, "open")?;
+    let promo = flag(&fields, "promo")?;
+    let school_holiday = flag(&fields, "schoolholiday")?;
+    let state_holiday = state_holiday(&fields)?;
+    let product = match field(&fields, "productname")? {
         Value::String(name)
             if !name.trim().is_empty() && name.chars().count() <= PRODUCT_MAX_CHARS =>
         {
@@ -96,19 +106,79 @@ pub fn to_json(sale: &Sale) -> String {
     .to_string()
 }
 
-fn field<'a>(object: &'a Map<String, Value>, name: &'static str) -> Result<&'a Value, String> {
+/// The fields of a sale message; others are ignored.
+#[derive(Debug, Default, serde::Deserialize)]
+struct Fields {
+    #[serde(default, deserialize_with = "present")]
+    store: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    dayofweek: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    date: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    sales: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    customers: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    open: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    promo: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    stateholiday: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    schoolholiday: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    productname: Option<Value>,
+}
+
+/// A field that is there, `null` included (a plain `Option` would read `null` as missing).
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    <Value as serde::Deserialize>::deserialize(deserializer).map(Some)
+}
+
+impl Fields {
+    /// The fields of a parsed object (the last of a repeated key, as JSON readers do).
+    fn from_object(mut object: Map<String, Value>) -> Fields {
+        let mut take = |name: &str| object.remove(name);
+        Fields {
+            store: take("store"),
+            dayofweek: take("dayofweek"),
+            date: take("date"),
+            sales: take("sales"),
+            customers: take("customers"),
+            open: take("open"),
+            promo: take("promo"),
+            stateholiday: take("stateholiday"),
+            schoolholiday: take("schoolholiday"),
+            productname: take("productname"),
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<&Value> {
+        match name {
+            "store" => self.store.as_ref(),
+            "dayofweek" => self.dayofweek.as_ref(),
+            "date" => self.date.as_ref(),
+            "sales" => self.sales.as_ref(),
+            "customers" => self.customers.as_ref(),
+            "open" => self.open.as_ref(),
+            "promo" => self.promo.as_ref(),
+            "stateholiday" => self.stateholiday.as_ref(),
+            "schoolholiday" => self.schoolholiday.as_ref(),
+            "productname" => self.productname.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+fn field<'a>(object: &'a Fields, name: &'static str) -> Result<&'a Value, String> {
     object
         .get(name)
         .ok_or_else(|| format!("field `{name}` is missing"))
 }
 
 /// A whole number in `min..=max`, from a JSON number or a string holding one.
-fn integer(
-    object: &Map<String, Value>,
-    name: &'static str,
-    min: i64,
-    max: i64,
-) -> Result<i64, String> {
+fn integer(object: &Fields, name: &'static str, min: i64, max: i64) -> Result<i64, String> {
     let value = field(object, name)?;
     let number = match value {
         Value::Number(number) => number.as_i64().or_else(|| {
@@ -142,7 +212,7 @@ fn integer(
 }
 
 /// 0/1, "0"/"1" or true/false.
-fn flag(object: &Map<String, Value>, name: &'static str) -> Result<bool, String> {
+fn flag(object: &Fields, name: &'static str) -> Result<bool, String> {
     let value = field(object, name)?;
     match value {
         Value::Bool(flag) => Ok(*flag),
@@ -154,7 +224,7 @@ fn flag(object: &Map<String, Value>, name: &'static str) -> Result<bool, String>
     }
 }
 
-fn state_holiday(object: &Map<String, Value>) -> Result<StateHoliday, String> {
+fn state_holiday(object: &Fields) -> Result<StateHoliday, String> {
     let value = field(object, "stateholiday")?;
     let code = match value {
         Value::String(text) => text.trim().to_string(),
@@ -165,7 +235,7 @@ fn state_holiday(object: &Map<String, Value>) -> Result<StateHoliday, String> {
 }
 
 /// `YYYY-MM-DD`, optionally followed by a time of day (as pandas writes timestamps).
-fn date(object: &Map<String, Value>) -> Result<NaiveDate, String> {
+fn date(object: &Fields) -> Result<NaiveDate, String> {
     let value = field(object, "date")?;
     let Value::String(text) = value else {
         return Err(wrong_type("date", "a YYYY-MM-DD string", value));
