@@ -397,6 +397,11 @@ impl Watched {
             };
             if line.contains("ingest batch stored and committed") {
                 let rows = field(line, "rows").and_then(|rows| rows.parse::<u64>().ok());
+                // COPY is not logged as a statement: the batch's own store time, less its
+                // COMMIT, is its write.
+                if let Some(store) = field(line, "store_ms").and_then(|ms| ms.parse::<f64>().ok()) {
+                    self.pending.insert = (store / 1e3 - self.pending.commit).max(0.0);
+                }
                 self.events.push(Event::Batch(BatchEvent {
                     at,
                     rows: rows.expect("a batch line has rows=N"),
@@ -1680,7 +1685,7 @@ impl Report {
         println!("### where a node's time goes (its log: each batch's INSERT and COMMIT)");
         println!();
         println!(
-            "| run | batches | rows per batch, median | COPY or INSERT per batch, median | COMMIT per batch, median | write + COMMIT, all batches | their share of first -> last (per node) | CPU s during the run |"
+            "| run | batches | rows per batch, median | write (COPY or upsert) per batch, median | COMMIT per batch, median | write + COMMIT, all batches | their share of first -> last (per node) | CPU s during the run |"
         );
         println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
         for run in &self.runs {
