@@ -409,6 +409,38 @@ fn retrain_and_train_all_jobs_with_events_behind_the_token() {
         "the retrain wrote its batch forecast"
     );
 
+    // The model actor keeps the fit's forecast of the next 7 days: the batch's, with the same
+    // values as a fresh computation (8 days, not kept; its sampled bounds differ by horizon).
+    let last: chrono::NaiveDate = sales["last_date"].as_str().unwrap().parse().unwrap();
+    let online = |days: u64| {
+        let body = format!(
+            r#"[{{"store_id": 2, "product_name": "product_A", "begin_date": "{}", "end_date": "{}"}}]"#,
+            last + chrono::Days::new(1),
+            last + chrono::Days::new(days)
+        );
+        let answer = post(&gateway, "/api/forecast", &body);
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        answer.json()[0]["forecast"].as_array().unwrap().clone()
+    };
+    let (kept, computed) = (online(7), online(8));
+    assert_eq!((kept.len(), computed.len()), (7, 8));
+    let batch = forecast["forecast"].as_array().unwrap();
+    for ((kept, computed), batch) in kept.iter().zip(&computed).zip(batch) {
+        for field in ["value", "lower_ci", "upper_ci"] {
+            let (a, b, c) = (
+                kept[field].as_f64().unwrap(),
+                computed[field].as_f64().unwrap(),
+                batch[field].as_f64().unwrap(),
+            );
+            let close = |x: f64, y: f64| (x - y).abs() <= 1e-6 * y.abs().max(1.0);
+            assert!(close(a, c), "{field}: kept {a}, batch {c}");
+            assert!(
+                field != "value" || close(a, b),
+                "value: kept {a}, computed {b}"
+            );
+        }
+    }
+
     for (path, status) in [
         ("/api/jobs/987654", 404),
         ("/api/jobs/abc", 400),

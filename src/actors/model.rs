@@ -74,12 +74,21 @@ pub struct ForecastReply {
     pub error: Option<String>,
 }
 
+/// A training's outcome as its task tells the actor: the reply, and the forecast of the
+/// days after the data that the fit made (empty when nothing new was trained).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Trained {
+    pub reply: TrainReply,
+    pub forecast: Vec<ForecastPoint>,
+}
+
 bincode_message_payload!(
     TrainRequest,
     ForecastRequest,
     VersionInfo,
     TrainReply,
-    ForecastReply
+    ForecastReply,
+    Trained
 );
 
 /// Messages of a model actor; all but `TrainingFinished` may come from another node.
@@ -92,7 +101,7 @@ pub enum ModelMessage {
     #[rpc]
     Info(TrainRequest, RpcReplyPort<VersionInfo>),
     /// The training started by this actor finished (sent to itself).
-    TrainingFinished(TrainReply),
+    TrainingFinished(Trained),
     /// Load the latest registered version (sent to itself on start).
     Load,
     /// New sales of the series landed (from ingest, through the host).
@@ -136,6 +145,8 @@ pub struct ModelState {
 struct Flight {
     job_id: Option<i64>,
     waiting: Vec<(Option<i64>, RpcReplyPort<TrainReply>)>,
+    /// Sales arrived while it trained: its forecast is not of the days after the data.
+    data_arrived: bool,
 }
 
 impl Actor for ModelActor {
@@ -173,6 +184,9 @@ impl Actor for ModelActor {
                     // The days after the data moved on.
                     loaded.forecasts.clear();
                 }
+                if let Some(flight) = &mut state.flight {
+                    flight.data_arrived = true;
+                }
                 if state.settings.retrain_on_new_data && state.flight.is_none() {
                     tracing::debug!(
                         store = state.key.store,
@@ -181,6 +195,7 @@ impl Actor for ModelActor {
                     state.flight = Some(Flight {
                         job_id: None,
                         waiting: Vec::new(),
+                        data_arrived: false,
                     });
                     start_training(myself, state, None);
                 }
@@ -199,16 +214,31 @@ impl Actor for ModelActor {
                         state.flight = Some(Flight {
                             job_id: request.job_id,
                             waiting: vec![(request.job_id, reply)],
+                            data_arrived: false,
                         });
                         start_training(myself, state, request.job_id);
                     }
                 }
             }
-            ModelMessage::TrainingFinished(reply) => {
+            ModelMessage::TrainingFinished(Trained { reply, forecast }) => {
                 if reply.version.is_some()
                     && let Err(error) = load_latest(state).await
                 {
                     tracing::warn!(store = state.key.store, %error, "trained, but cannot load the new version");
+                }
+                // The fit's own forecast of the next days is what an online forecast of them
+                // would compute: keep it, so the first request does not wait for one.
+                let fresh = state
+                    .flight
+                    .as_ref()
+                    .is_some_and(|flight| !flight.data_arrived);
+                if let (true, Some(loaded), Some(version)) =
+                    (fresh, &mut state.loaded, &reply.version)
+                    && loaded.info.version == version.version
+                    && !forecast.is_empty()
+                {
+                    let days = u32::try_from(forecast.len()).unwrap_or(u32::MAX);
+                    loaded.forecasts.insert(days, Arc::new(forecast));
                 }
                 let Some(flight) = state.flight.take() else {
                     return Ok(());
@@ -273,26 +303,36 @@ fn start_training(myself: ActorRef<ModelMessage>, state: &ModelState, job_id: Op
     tokio::spawn(async move {
         // The pool is never closed, so acquiring only waits for a free worker.
         let _permit = fits.acquire_owned().await;
-        let reply = match train_series(&database, store, &settings, task.as_ref()).await {
-            Ok(trained) => TrainReply {
-                version: Some(VersionInfo {
-                    store,
-                    product: settings.product.clone(),
-                    version: trained.version,
-                    profile: settings.profile_name.clone(),
-                    trained_from: Some(trained.trained_from),
-                    trained_to: Some(trained.trained_to),
-                    metrics: Some(trained.metrics),
-                    new_data: false,
-                }),
-                error: None,
+        let trained = match train_series(&database, store, &settings, task.as_ref()).await {
+            Ok(trained) => Trained {
+                reply: TrainReply {
+                    version: Some(VersionInfo {
+                        store,
+                        product: settings.product.clone(),
+                        version: trained.version,
+                        profile: settings.profile_name.clone(),
+                        trained_from: Some(trained.trained_from),
+                        trained_to: Some(trained.trained_to),
+                        metrics: Some(trained.metrics),
+                        new_data: false,
+                    }),
+                    error: None,
+                },
+                forecast: if trained.fresh {
+                    trained.forecast
+                } else {
+                    Vec::new()
+                },
             },
-            Err(error) => TrainReply {
-                version: None,
-                error: Some(error),
+            Err(error) => Trained {
+                reply: TrainReply {
+                    version: None,
+                    error: Some(error),
+                },
+                forecast: Vec::new(),
             },
         };
-        let _ = myself.cast(ModelMessage::TrainingFinished(reply));
+        let _ = myself.cast(ModelMessage::TrainingFinished(trained));
     });
 }
 
