@@ -120,7 +120,10 @@ pub fn router(gateway: Gateway) -> Router {
         )
         .route("/api/train", post(jobs::train_all))
         .route("/api/jobs/{id}", get(jobs::job))
-        .layer(middleware::from_fn_with_state(gateway.clone(), time_limit));
+        .layer(middleware::from_fn_with_state(
+            gateway.settings.request_timeout,
+            time_limit,
+        ));
     // An event stream lasts as long as its job: no time limit.
     let streams = Router::new().route("/api/jobs/{id}/events", get(jobs::events));
     timed
@@ -202,8 +205,7 @@ fn constant_time_eq(given: &str, expected: &str) -> bool {
 }
 
 /// Answers 503 when a request takes longer than `gateway.request_timeout_ms`.
-async fn time_limit(State(gateway): State<Gateway>, request: Request, next: Next) -> Response {
-    let limit = gateway.settings.request_timeout;
+async fn time_limit(State(limit): State<Duration>, request: Request, next: Next) -> Response {
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => ApiError::unavailable(format!(
@@ -296,6 +298,39 @@ mod tests {
         assert!(!constant_time_eq("secret-and-more", "secret"));
         assert!(!constant_time_eq("", "secret"));
         assert!(!constant_time_eq("", ""), "an empty token never matches");
+    }
+
+    #[tokio::test]
+    async fn a_request_past_the_time_limit_gets_503() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let slow = || async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            "too late"
+        };
+        let app = Router::new()
+            .route("/slow", get(slow))
+            .route("/quick", get(|| async { "in time" }))
+            .layer(middleware::from_fn_with_state(
+                Duration::from_millis(100),
+                time_limit,
+            ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let ask = |path: &'static str| async move {
+            let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+            let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).await.unwrap();
+            answer
+        };
+        let started = std::time::Instant::now();
+        let late = ask("/slow").await;
+        assert!(late.starts_with("HTTP/1.1 503"), "{late}");
+        assert!(late.contains("no answer within 100 ms"), "{late}");
+        assert!(started.elapsed() < Duration::from_secs(4));
+        assert!(ask("/quick").await.ends_with("in time"));
     }
 
     #[test]
