@@ -565,4 +565,8 @@ fn documented_routes_exist_pages_are_served_and_reads_can_be_protected() {
     assert_eq!(with_header.status, 200, "{}", with_header.body);
     let with_query = get(&gateway, &format!("/api/stores?access_token={TOKEN}"));
     assert_eq!(with_query.status, 200, "{}", with_query.body);
+    // A token in the query only opens reads; a forecast is a read needing it here too.
+    let by_query = post(&gateway, &format!("/api/train?access_token={TOKEN}"), "");
+    assert_eq!(by_query.status, 401, "{}", by_query.body);
+    assert_eq!(post(&gateway, "/api/forecast", "[]").status, 401);
 }

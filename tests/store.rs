@@ -775,6 +775,29 @@ async fn retrain_jobs_join_and_end_with_their_outcome(database: Database) {
         database.job_tasks(other).await.unwrap()[0].error.as_deref(),
         Some("no sales")
     );
+
+    // The registry completed the task, but the requester heard only an error: the version
+    // stands.
+    let (timed_out, _) = database
+        .start_retrain_job(6, "product_A", "default", "node-a")
+        .await
+        .unwrap();
+    let task = TaskRef {
+        job_id: timed_out,
+        store: 6,
+        product: "product_A".to_string(),
+    };
+    assert!(database.complete_task(&task, 9, "node-a").await.unwrap());
+    database
+        .finish_retrain_job(timed_out, Err("node-a did not answer"))
+        .await
+        .unwrap();
+    let job = database.job(timed_out).await.unwrap().unwrap();
+    assert_eq!((job.state.as_str(), job.error), ("succeeded", None));
+    assert_eq!(
+        database.job_tasks(timed_out).await.unwrap()[0].model_version,
+        Some(9)
+    );
 }
 
 on_both_backends!(

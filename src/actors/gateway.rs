@@ -1,12 +1,16 @@
 //! The gateway actor: one per node with the `gateway` role. It binds `gateway.listen` and
 //! serves the HTTP gateway (`crate::web`) in a task; stopping the actor stops taking new
-//! connections and lets requests in flight finish.
+//! connections and lets requests in flight finish, for up to 3 s (an event stream would
+//! otherwise hold the node until its job ends).
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use ractor_cluster::RactorMessage;
 
 use super::background::Background;
 use crate::web::{Gateway, router};
+
+/// How long a stopping gateway lets open requests finish.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 pub struct GatewayArguments {
     pub gateway: Gateway,
@@ -54,14 +58,24 @@ impl Actor for GatewayActor {
         }
         let app = router(arguments.gateway);
         let server = Background::spawn(|mut stopped| async move {
+            let mut deadline = stopped.clone();
             let shutdown = async move {
                 let _ = stopped.changed().await;
             };
-            if let Err(error) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(%error, "gateway server stopped");
+            let serving = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+            // Requests in flight get a moment to finish; an event stream could last as long
+            // as its job, so it is cut.
+            let grace = async move {
+                let _ = deadline.changed().await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            };
+            tokio::select! {
+                served = serving => {
+                    if let Err(error) = served {
+                        tracing::error!(%error, "gateway server stopped");
+                    }
+                }
+                _ = grace => tracing::info!("gateway closed the connections still open"),
             }
         });
         Ok(GatewayState { server })

@@ -116,12 +116,31 @@ async fn consume(
 ) {
     let consumer = Arc::new(consumer);
     let mut known = database.known_stores().await.unwrap_or_default();
-    let mut writing: Option<JoinHandle<Option<BTreeSet<u32>>>> = None;
+    let mut writing: Option<JoinHandle<Written>> = None;
     loop {
         let (batch, generation, stopping) =
             gather(&consumer, &rebalances, &settings, &known, &mut stopped).await;
-        if let Some(refreshed) = finish(writing.take()).await {
+        let previous = finish(writing.take()).await;
+        if let Some(refreshed) = previous.refreshed {
             known = refreshed;
+        }
+        if !previous.settled {
+            // The batch before this one is neither stored nor handed over: nothing after it
+            // may commit offsets past it. Read both again from the committed offsets.
+            if stopping || *stopped.borrow() {
+                consumer.unsubscribe();
+                tracing::info!("ingest stopped; its last batches are read again after restart");
+                return;
+            }
+            tracing::warn!(
+                "an ingest batch was not stored; reading again from the committed offsets"
+            );
+            consumer.unsubscribe();
+            if let Err(error) = consumer.subscribe(&[settings.topic.as_str()]) {
+                tracing::error!(%error, "ingest cannot subscribe again; consuming nothing");
+                return;
+            }
+            continue;
         }
         if rebalances.generation() != generation {
             if !batch.is_empty() {
@@ -150,16 +169,29 @@ async fn consume(
     }
 }
 
-/// Waits for a batch's write; returns the known stores if it read them again.
-async fn finish(writing: Option<JoinHandle<Option<BTreeSet<u32>>>>) -> Option<BTreeSet<u32>> {
-    match writing?.await {
-        Ok(refreshed) => refreshed,
-        Err(error) => {
-            // Its offsets were not committed: the batch is read again.
-            tracing::error!(%error, "an ingest batch write failed");
-            None
-        }
-    }
+/// How a batch's write ended.
+#[derive(Debug, Default)]
+struct Written {
+    /// Stored (and its offsets committed, or left for a replay that changes nothing), or
+    /// dropped because its partitions moved (their next owner reads it). False when it was
+    /// given up, so later batches must not commit past it.
+    settled: bool,
+    /// The known stores, when the write read them again.
+    refreshed: Option<BTreeSet<u32>>,
+}
+
+/// Waits for a batch's write (none: settled).
+async fn finish(writing: Option<JoinHandle<Written>>) -> Written {
+    let Some(writing) = writing else {
+        return Written {
+            settled: true,
+            refreshed: None,
+        };
+    };
+    writing.await.unwrap_or_else(|error| {
+        tracing::error!(%error, "an ingest batch write failed");
+        Written::default()
+    })
 }
 
 /// Gathers one batch; returns it, the rebalance generation its messages belong to, and
@@ -229,11 +261,7 @@ impl Write {
     /// Stores a batch gathered in rebalance `generation` (retrying while the database is
     /// away) and commits its offsets. A rebalance first makes it give the batch up: its
     /// partitions' next owner reads it again. Returns the known stores if it read them again.
-    async fn store_and_commit(
-        mut self,
-        mut batch: Batch,
-        generation: u64,
-    ) -> Option<BTreeSet<u32>> {
+    async fn store_and_commit(mut self, mut batch: Batch, generation: u64) -> Written {
         let mut refreshed = None;
         let mut delay = self.settings.retry_min;
         let mut failures = 0u32;
@@ -244,7 +272,10 @@ impl Write {
                     messages = batch.len(),
                     "partitions moved before the batch was stored; dropping it"
                 );
-                return refreshed;
+                return Written {
+                    settled: true,
+                    refreshed,
+                };
             }
             let attempt = async {
                 if !batch.unknown.is_empty() {
@@ -272,7 +303,10 @@ impl Write {
                             messages = batch.len(),
                             "stopping with a batch not stored: it is read again after restart"
                         );
-                        return refreshed;
+                        return Written {
+                            settled: false,
+                            refreshed,
+                        };
                     }
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(self.settings.retry_max);
@@ -303,7 +337,10 @@ impl Write {
             "ingest batch stored and committed"
         );
         notify_model_hosts(&batch);
-        refreshed
+        Written {
+            settled: true,
+            refreshed,
+        }
     }
 
     /// Commits the batch's offsets (a blocking call, so off the runtime's workers).

@@ -122,9 +122,10 @@ pub struct ModelArguments {
 struct Loaded {
     info: VersionInfo,
     model: Arc<FittedModel>,
-    /// Online forecasts already made by this version, by days: the same request gives the
-    /// same points until the version or the series' data change.
-    forecasts: HashMap<u32, Arc<Vec<ForecastPoint>>>,
+    /// Online forecasts already made by this version, by days, with the last day of data
+    /// they follow: the same request gives the same points until the version or the
+    /// series' data change.
+    forecasts: HashMap<u32, (NaiveDate, Arc<Vec<ForecastPoint>>)>,
 }
 
 /// Distinct horizons a model actor keeps forecasts of.
@@ -235,10 +236,10 @@ impl Actor for ModelActor {
                 if let (true, Some(loaded), Some(version)) =
                     (fresh, &mut state.loaded, &reply.version)
                     && loaded.info.version == version.version
-                    && !forecast.is_empty()
+                    && let Some(after) = forecast.first().and_then(|point| point.date.pred_opt())
                 {
                     let days = u32::try_from(forecast.len()).unwrap_or(u32::MAX);
-                    loaded.forecasts.insert(days, Arc::new(forecast));
+                    loaded.forecasts.insert(days, (after, Arc::new(forecast)));
                 }
                 let Some(flight) = state.flight.take() else {
                     return Ok(());
@@ -383,12 +384,24 @@ async fn forecast(state: &mut ModelState, days: u32) -> ForecastReply {
     if !(1..=366).contains(&days) {
         return failure(format!("days must be between 1 and 366, got {days}"));
     }
-    if let Some(points) = loaded.forecasts.get(&days) {
-        return ForecastReply {
-            version: Some(loaded.info.clone()),
-            points: points.as_ref().clone(),
-            error: None,
-        };
+    if let Some((after, points)) = loaded.forecasts.get(&days) {
+        // Kept points still follow the data unless sales arrived that this actor was not
+        // told of yet (a load, a notice on its way): one indexed look says.
+        let last = state
+            .database
+            .last_sale_dates(&state.key.product, &[state.key.store])
+            .await
+            .map(|dates| dates.get(&state.key.store).copied());
+        if let Ok(Some(last)) = last
+            && last == *after
+        {
+            return ForecastReply {
+                version: Some(loaded.info.clone()),
+                points: points.as_ref().clone(),
+                error: None,
+            };
+        }
+        loaded.forecasts.clear();
     }
     let rows = match state
         .database
@@ -397,6 +410,12 @@ async fn forecast(state: &mut ModelState, days: u32) -> ForecastReply {
     {
         Ok(rows) => rows,
         Err(error) => return failure(error.to_string()),
+    };
+    let Some(after) = rows.last().map(|row| row.date) else {
+        return failure(format!(
+            "store {} has no sales of {}",
+            state.key.store, state.key.product
+        ));
     };
     let (model, seed) = (Arc::clone(&loaded.model), state.settings.seed);
     let points = tokio::task::spawn_blocking(move || {
@@ -411,7 +430,9 @@ async fn forecast(state: &mut ModelState, days: u32) -> ForecastReply {
             if loaded.forecasts.len() >= FORECASTS_KEPT {
                 loaded.forecasts.clear();
             }
-            loaded.forecasts.insert(days, Arc::new(points.clone()));
+            loaded
+                .forecasts
+                .insert(days, (after, Arc::new(points.clone())));
             ForecastReply {
                 version: Some(loaded.info.clone()),
                 points,

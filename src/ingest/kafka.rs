@@ -243,3 +243,35 @@ pub async fn ensure_topic(
         None => Err(fail("the broker gave no answer".to_string())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_revocation_refuses_later_commits_and_waits_for_one_under_way() {
+        let watch = RebalanceWatch::default();
+        let generation = watch.generation();
+        let gate = watch.commit_gate(generation).expect("no revocation yet");
+        let revoking = {
+            let watch = watch.clone();
+            std::thread::spawn(move || watch.revoke())
+        };
+        // Nothing to await here: the point is that the revocation does not finish.
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            !revoking.is_finished(),
+            "the revocation waits for the commit"
+        );
+        drop(gate);
+        revoking.join().unwrap();
+        assert!(
+            watch.commit_gate(generation).is_none(),
+            "a batch of the old generation may not commit"
+        );
+        assert!(watch.commit_gate(watch.generation()).is_some());
+        // A refused gate leaves nothing held: the next revocation does not wait.
+        let _ = watch.commit_gate(generation);
+        watch.revoke();
+    }
+}

@@ -292,6 +292,27 @@ impl Database {
         let stale_before = now - chrono::Duration::minutes(RETRAIN_JOB_STALE_MINUTES);
         on_pool!(self, pool => {
             let mut tx = pool.begin_with(self.begin_write_sql()).await.map_err(StoreError::query(doing))?;
+            if matches!(self, Database::Postgres(_)) {
+                // Two requests for one series wait for each other here, so the second sees
+                // the first's job (SQLite's BEGIN IMMEDIATE already serializes them).
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1), $2)")
+                    .bind(product)
+                    .bind(store)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::query(doing))?;
+            }
+            // A retrain whose requester died never got its outcome: it ends as abandoned.
+            sqlx::query(
+                "UPDATE jobs SET state = 'failed', phase = 'done', finished_at = $2, \
+                 error = 'abandoned: no outcome was recorded (the requesting gateway stopped?)' \
+                 WHERE kind = 'retrain' AND state = 'running' AND created_at <= $1",
+            )
+            .bind(stale_before)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::query(doing))?;
             let running: Option<i64> = sqlx::query_scalar(
                 "SELECT j.id FROM jobs j JOIN job_tasks t ON t.job_id = j.id \
                  WHERE j.kind = 'retrain' AND j.state = 'running' AND j.created_at > $3 \
@@ -362,8 +383,15 @@ impl Database {
             .execute(&mut *tx)
             .await
             .map_err(StoreError::query(doing))?;
+            // The job ends as its task did: a version the registry recorded for it stands
+            // even when the requester heard only an error (a timeout, say).
             sqlx::query(
-                "UPDATE jobs SET state = $2, phase = 'done', finished_at = $3, error = $4, \
+                "UPDATE jobs SET \
+                 state = CASE WHEN EXISTS (SELECT 1 FROM job_tasks WHERE job_id = $1 \
+                   AND state = 'succeeded') THEN 'succeeded' ELSE $2 END, \
+                 error = CASE WHEN EXISTS (SELECT 1 FROM job_tasks WHERE job_id = $1 \
+                   AND state = 'succeeded') THEN NULL ELSE $4 END, \
+                 phase = 'done', finished_at = $3, \
                  done = (SELECT count(*) FROM job_tasks WHERE job_id = $1 AND state = 'succeeded'), \
                  failed = (SELECT count(*) FROM job_tasks WHERE job_id = $1 AND state = 'failed') \
                  WHERE id = $1 AND kind = 'retrain' AND state IN ('pending', 'running')",

@@ -29,7 +29,8 @@ use crate::store::{Database, Job};
 
 /// Longest one retrain may take (as the scheduler allows a series).
 const TRAIN_TIMEOUT: Duration = Duration::from_secs(1_800);
-/// Longest `POST /api/train` waits for a scheduler to lead.
+/// How long `POST /api/train` keeps asking for a leading scheduler (each ask may take up to
+/// 30 s more; the request time limit bounds the whole).
 const SCHEDULER_WAIT: Duration = Duration::from_secs(10);
 /// How often an event stream looks at its job.
 const EVENTS_POLL: Duration = Duration::from_millis(200);

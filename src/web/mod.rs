@@ -164,16 +164,18 @@ async fn authorize(State(gateway): State<Gateway>, request: Request, next: Next)
                 query
                     .split('&')
                     .find_map(|pair| pair.strip_prefix("access_token="))
-            });
+            })
+            .map(percent_decoded);
         let given = request
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::to_string)
             .or(from_query);
         let why = match given {
             None => Some("this request needs `Authorization: Bearer <token>` (gateway.token)"),
-            Some(token) if !constant_time_eq(token.trim(), &gateway.settings.token) => {
+            Some(ref token) if !constant_time_eq(token.trim(), &gateway.settings.token) => {
                 Some("the bearer token is not this gateway's (gateway.token)")
             }
             Some(_) => None,
@@ -192,6 +194,35 @@ async fn authorize(State(gateway): State<Gateway>, request: Request, next: Next)
         }
     }
     next.run(request).await
+}
+
+/// A query value with its `%XX` escapes and `+` (a space) decoded.
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let hex = |at: usize| {
+            bytes
+                .get(at)
+                .and_then(|byte| char::from(*byte).to_digit(16))
+        };
+        match (bytes[index], hex(index + 1), hex(index + 2)) {
+            (b'%', Some(high), Some(low)) => {
+                decoded.push((high * 16 + low) as u8);
+                index += 3;
+            }
+            (b'+', _, _) => {
+                decoded.push(b' ');
+                index += 1;
+            }
+            (byte, _, _) => {
+                decoded.push(byte);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
 }
 
 /// Compares tokens without stopping at the first difference, so timing tells nothing.
@@ -331,6 +362,13 @@ mod tests {
         assert!(late.contains("no answer within 100 ms"), "{late}");
         assert!(started.elapsed() < Duration::from_secs(4));
         assert!(ask("/quick").await.ends_with("in time"));
+    }
+
+    #[test]
+    fn query_tokens_are_decoded() {
+        assert_eq!(percent_decoded("a%2Bb%3D%3D+c"), "a+b== c");
+        assert_eq!(percent_decoded("plain"), "plain");
+        assert_eq!(percent_decoded("bad%zz%4"), "bad%zz%4");
     }
 
     #[test]

@@ -125,8 +125,16 @@ function follow(started) {
     });
     events.onerror = () => {
       events.close();
-      // The stream broke (or was refused): ask for the job once instead.
-      api(started.job).then(resolve, reject);
+      // The stream broke (or was refused): ask for the job until it ends instead.
+      const poll = () => api(started.job).then((job) => {
+        if (job.state === "pending" || job.state === "running") {
+          say(`Job ${job.id}: ${job.phase}, ${job.succeeded + job.failed}/${job.total} done…`);
+          setTimeout(poll, 1000);
+        } else {
+          resolve(job);
+        }
+      }, reject);
+      poll();
     };
   });
 }
