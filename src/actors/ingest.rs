@@ -64,6 +64,9 @@ pub struct IngestState {
     consumer: Background,
 }
 
+/// Longest a batch's write retries before the batch is given up and read again.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(240);
+
 /// Longest the consumer waits for a message before looking at its stop signal again.
 const IDLE_POLL: Duration = Duration::from_millis(500);
 
@@ -302,6 +305,21 @@ impl Write {
                         tracing::warn!(
                             messages = batch.len(),
                             "stopping with a batch not stored: it is read again after restart"
+                        );
+                        return Written {
+                            settled: false,
+                            refreshed,
+                        };
+                    }
+                    if started.elapsed() >= GIVE_UP_AFTER {
+                        // The consumer is not polled while the loop waits for this write, and
+                        // a member not polled for librdkafka's `max.poll.interval.ms` (300 s)
+                        // leaves the group unnoticed by the commit gate. Give the batch up
+                        // before that: the loop joins again and reads it from the committed
+                        // offsets.
+                        tracing::warn!(
+                            messages = batch.len(),
+                            "ingest batch still not stored; reading it again from the committed offsets"
                         );
                         return Written {
                             settled: false,

@@ -315,6 +315,9 @@ async fn close_session(node_server: &ActorRef<NodeServerMessage>, id: &str) -> O
     name
 }
 
+/// Longest one dial (TCP connect and, with TLS, the handshake) may take.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Dials seeds, departed peers and (with TLS) the nodes our peers see, when no session to
 /// them exists, with per-address backoff.
 async fn dial(state: &mut MembershipState) {
@@ -362,22 +365,29 @@ async fn dial(state: &mut MembershipState) {
         entry.next_attempt = now + entry.delay;
         entry.delay = (entry.delay * 2).min(max);
         let node_server = &state.arguments.node_server;
-        let dialled = match &state.arguments.tls {
-            None => ractor_cluster::client_connect(node_server, address.as_str())
-                .await
-                .map_err(|error| error.to_string()),
-            Some(connector) => match tls::server_name(&address) {
-                Ok(name) => ractor_cluster::client_connect_enc(
-                    node_server,
-                    address.as_str(),
-                    connector.clone(),
-                    name,
-                )
-                .await
-                .map_err(|error| error.to_string()),
-                Err(error) => Err(error.to_string()),
-            },
+        let dialling = async {
+            match &state.arguments.tls {
+                None => ractor_cluster::client_connect(node_server, address.as_str())
+                    .await
+                    .map_err(|error| error.to_string()),
+                Some(connector) => match tls::server_name(&address) {
+                    Ok(name) => ractor_cluster::client_connect_enc(
+                        node_server,
+                        address.as_str(),
+                        connector.clone(),
+                        name,
+                    )
+                    .await
+                    .map_err(|error| error.to_string()),
+                    Err(error) => Err(error.to_string()),
+                },
+            }
         };
+        // A peer that accepts the connection but never finishes the handshake must not hold
+        // this actor (and so the heartbeat) up.
+        let dialled = tokio::time::timeout(DIAL_TIMEOUT, dialling)
+            .await
+            .unwrap_or_else(|_| Err(format!("no handshake within {DIAL_TIMEOUT:?}")));
         match dialled {
             Ok(()) => tracing::debug!(%address, "dialled"),
             Err(error) if !entry.reported => {

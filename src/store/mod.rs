@@ -112,9 +112,19 @@ impl Database {
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(timeout);
-            probe(options.connect(), timeout)
-                .await
-                .map_err(connect_error)?;
+            // Switching a new file to WAL takes a lock the busy timeout does not wait for:
+            // processes opening one file at once try again.
+            let mut attempt = 1;
+            loop {
+                match probe(options.connect(), timeout).await {
+                    Err(reason) if reason.contains("locked") && attempt < SQLITE_OPEN_ATTEMPTS => {
+                        tracing::debug!(%reason, attempt, "SQLite file busy; opening it again");
+                        tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                        attempt += 1;
+                    }
+                    result => break result.map_err(connect_error)?,
+                }
+            }
             let pool = SqlitePoolOptions::new()
                 .max_connections(config.max_connections)
                 .acquire_timeout(timeout)
@@ -176,6 +186,9 @@ impl Database {
         }
     }
 }
+
+/// Tries at opening a SQLite file that another process is setting up.
+const SQLITE_OPEN_ATTEMPTS: u32 = 10;
 
 /// SQLite has no migration lock: when several processes open a new file at once, all but
 /// one find the tables already made. Each migration runs in a transaction, so the losers'
