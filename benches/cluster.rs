@@ -183,20 +183,11 @@ fn client_phase(
     runtime.block_on(client.leave());
 }
 
-/// Kaggle's train file; the benchmark cannot run without it.
+/// Kaggle's `train.csv.gz`; the benchmark cannot run without it.
 fn rossmann_file() -> PathBuf {
-    let dir = std::env::var_os("STORECAST_ROSSMANN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets/rossmann")
-        });
-    let file = dir.join("train.csv.gz");
-    assert!(
-        file.is_file(),
-        "the cluster benchmark needs Kaggle's Rossmann data: {} is missing",
-        file.display()
-    );
-    file
+    support::rossmann_dir("cluster benchmark")
+        .expect("the cluster benchmark needs Kaggle's Rossmann data (see the line above)")
+        .join("train.csv.gz")
 }
 
 /// Node processes sharing one database with the real data loaded.

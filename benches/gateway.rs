@@ -288,19 +288,11 @@ fn main() {
     }
 }
 
+/// Kaggle's `train.csv.gz`; the benchmark cannot run without it.
 fn rossmann_file() -> PathBuf {
-    let dir = std::env::var_os("STORECAST_ROSSMANN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets/rossmann")
-        });
-    let file = dir.join("train.csv.gz");
-    assert!(
-        file.is_file(),
-        "the gateway benchmark needs Kaggle's Rossmann data: {} is missing",
-        file.display()
-    );
-    file
+    support::rossmann_dir("gateway benchmark")
+        .expect("the gateway benchmark needs Kaggle's Rossmann data (see the line above)")
+        .join("train.csv.gz")
 }
 
 /// The stores in a fixed pseudo-random order (a linear congruential shuffle).
