@@ -31,7 +31,7 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use support::measure::{millis, percentile};
+use support::measure::{load_averages, millis, percentile};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -797,7 +797,7 @@ impl Report {
              at the end {}; whole run {:.0} s.",
             STORES,
             std::thread::available_parallelism().map_or(0, |cores| cores.get()),
-            load_average(),
+            load_averages(),
             took.as_secs_f64()
         );
         self.print_train_all();
@@ -969,15 +969,4 @@ fn log_kind(line: &str) -> String {
 
 fn median(sorted: &[Duration]) -> Duration {
     percentile(sorted, 50.0)
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|text| {
-            text.split_whitespace()
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_else(|_| "unknown".to_string())
 }

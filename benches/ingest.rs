@@ -50,7 +50,7 @@
 mod support;
 
 use storecast::cli::thousands;
-use support::measure::{millis, percentile};
+use support::measure::{load_averages, millis, percentile};
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -1480,17 +1480,6 @@ fn load_average() -> f64 {
         .ok()
         .and_then(|text| text.split_whitespace().next()?.parse().ok())
         .unwrap_or(f64::NAN)
-}
-
-fn load_averages() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|text| {
-            text.split_whitespace()
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_else(|_| "unknown".to_string())
 }
 
 // ---------------------------------------------------------------------------------------

@@ -14,3 +14,15 @@ pub fn percentile(sorted: &[Duration], percent: f64) -> Duration {
 pub fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
+
+/// The 1, 5 and 15-minute load averages, as `/proc/loadavg` shows them.
+pub fn load_averages() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|_| "unknown".to_string())
+}
