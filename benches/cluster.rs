@@ -39,9 +39,8 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorRef, pg};
-use storecast::actors::model_host::{
-    ModelHostMessage, SeriesRequest, group, owner_host, placement,
-};
+use storecast::actors::model::{ForecastRequest, TrainOutcome, TrainRequest};
+use storecast::actors::model_host::{HostedRequest, ModelHostMessage, group};
 use storecast::actors::node::{NodeMessage, NodeSupervisor};
 use storecast::cli::node::node_settings;
 use storecast::cluster::member::{MemberView, Role};
@@ -340,7 +339,7 @@ impl Client {
             flags,
         };
         let config = Config::load(&sources).expect("the in-process client's configuration");
-        let settings = node_settings(&config.cluster, 0).expect("the client's node settings");
+        let settings = node_settings(&config, 0).expect("the client's node settings");
         let (node, handle) = Actor::spawn(None, NodeSupervisor, settings)
             .await
             .expect("start the in-process client node");
@@ -423,7 +422,7 @@ async fn hosted_counts(names: &[&str]) -> BTreeMap<String, usize> {
         let Some(host) = model_host(name) else {
             continue;
         };
-        let request = SeriesRequest::default();
+        let request = HostedRequest::default();
         if let Ok(hosted) = ractor::call_t!(host, ModelHostMessage::Hosted, 2_000, request) {
             counts.insert(name.to_string(), hosted.series.len());
         }
@@ -438,13 +437,41 @@ fn model_host(node: &str) -> Option<ActorRef<ModelHostMessage>> {
         .map(Into::into)
 }
 
-fn request(store: u32) -> SeriesRequest {
-    SeriesRequest {
+/// The owner of `key` by placement over `view`'s model hosts, and its model host. The
+/// benchmark routes by itself (as the cluster client does) so that each attempt of a
+/// failover can have its own short time limit.
+fn owner_host(
+    view: &MemberView,
+    keys: &[SeriesKey],
+    key: &SeriesKey,
+) -> Option<(String, ActorRef<ModelHostMessage>)> {
+    let hosts: Vec<String> = view
+        .with_role(Role::Models)
+        .into_iter()
+        .map(|member| member.name.clone())
+        .collect();
+    let owner = Placement::compute(keys, &hosts, DEFAULT_LOAD_FACTOR)
+        .owner(key)?
+        .to_string();
+    let host = model_host(&owner)?;
+    Some((owner, host))
+}
+
+fn forecast_request(store: u32) -> ForecastRequest {
+    ForecastRequest {
         store,
         product: PRODUCT.to_string(),
         days: 7,
         traceparent: String::new(),
-        job_id: None,
+    }
+}
+
+fn train_request(store: u32) -> TrainRequest {
+    TrainRequest {
+        store,
+        product: PRODUCT.to_string(),
+        job: None,
+        traceparent: String::new(),
     }
 }
 
@@ -581,6 +608,25 @@ impl Failure {
     }
 }
 
+/// Waits until the process's state is "stopped" (`T` in `/proc/PID/stat`).
+fn wait_stopped(pid: u32) {
+    let started = Instant::now();
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat
+            .rfind(')')
+            .and_then(|end| stat[end + 1..].split_whitespace().next());
+        if state == Some("T") {
+            return;
+        }
+        assert!(
+            started.elapsed() < SETTLE_PATIENCE,
+            "process {pid} never stopped: {stat}"
+        );
+        std::thread::yield_now();
+    }
+}
+
 struct FailoverTry {
     victim: &'static str,
     store: u32,
@@ -627,6 +673,11 @@ fn failover(
 
         let failed = Instant::now();
         cluster.nodes[index].signal(failure.signal());
+        if let Failure::Hang = failure {
+            // kill() returns before the node's threads have stopped: a request sent in
+            // between could still be answered by it.
+            wait_stopped(cluster.nodes[index].child.id());
+        }
         let after = runtime.block_on(first_forecast(
             client,
             &cluster.stores,
@@ -694,13 +745,13 @@ async fn first_forecast(
         {
             view_dropped = Some(started.elapsed());
         }
-        if let Some((owner, host)) = owner_host(&placement(&view, &keys), &key) {
+        if let Some((owner, host)) = owner_host(&view, &keys, &key) {
             attempts += 1;
             let reply = ractor::call_t!(
                 host,
                 ModelHostMessage::Forecast,
                 FORECAST_TIMEOUT_MS,
-                request(store)
+                forecast_request(store)
             );
             if let Ok(reply) = reply
                 && reply.version.is_some()
@@ -731,15 +782,14 @@ struct RetrainRun {
 async fn retrains(client: &Client, cluster: &Cluster, count: usize) -> RetrainRun {
     let view = client.view().await;
     let keys = keys(&cluster.stores);
-    let placement = placement(&view, &keys);
-    let store = cluster
+    let (store, owner, host) = cluster
         .stores
         .iter()
-        .copied()
-        .find(|store| placement.owner(&SeriesKey::new(*store, PRODUCT)) != Some(client.dialled))
-        .expect("a store owned by another node than the dialled one");
-    let (owner, host) = owner_host(&placement, &SeriesKey::new(store, PRODUCT))
-        .expect("the owner's model host is reachable");
+        .find_map(|store| {
+            let (owner, host) = owner_host(&view, &keys, &SeriesKey::new(*store, PRODUCT))?;
+            (owner != client.dialled).then_some((*store, owner, host))
+        })
+        .expect("a store owned by another node than the dialled one, reachable");
     eprintln!("retrain: store {store} on {owner}, {count} times");
     let mut latencies = Vec::new();
     let mut last_version = 0;
@@ -749,13 +799,13 @@ async fn retrains(client: &Client, cluster: &Cluster, count: usize) -> RetrainRu
             host,
             ModelHostMessage::Train,
             RETRAIN_TIMEOUT_MS,
-            request(store)
+            train_request(store)
         )
         .unwrap_or_else(|error| panic!("node {owner} did not answer a retrain: {error}"));
         latencies.push(started.elapsed());
-        let version = reply
-            .version
-            .unwrap_or_else(|| panic!("retrain of store {store} failed: {:?}", reply.error));
+        let TrainOutcome::Trained(version) = reply else {
+            panic!("retrain of store {store} failed: {reply:?}");
+        };
         assert!(version.version > last_version, "a new version each time");
         last_version = version.version;
     }

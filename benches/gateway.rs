@@ -6,7 +6,8 @@
 //! served across the cluster.
 //!
 //! Run with `cargo bench --bench gateway` (about 3 minutes); `STORECAST_BENCH_QUICK=1` makes
-//! a smoke run (5 s per load, 10 retrains). The load comes from this process: a small
+//! a smoke run (5 s per load, 10 retrains); `STORECAST_BENCH_SET="key=value;..."` adds node
+//! settings (to compare configurations under the same load). The load comes from this process: a small
 //! keep-alive HTTP/1.1 client on tokio (no load tool of the machine's is needed). It measures:
 //! 1. **`GET /api/stores/{store}/products/product_A/forecast`** (the latest batch forecast)
 //!    and **`POST /api/forecast`** (one item, the 7 days after the series' last sale, answered
@@ -100,6 +101,7 @@ fn main() {
             "scheduler.train_all_at=".to_string(),
         ]
         .into_iter()
+        .chain(extra_settings())
         .flat_map(|setting| ["--set".to_string(), setting])
         .collect();
         let seeds: Vec<&str> = addresses[..index].iter().map(String::as_str).collect();
@@ -286,6 +288,18 @@ fn main() {
     for line in problems.iter().take(10) {
         eprintln!("  {line}");
     }
+}
+
+/// More node settings from `STORECAST_BENCH_SET` (`key=value;key=value`), to compare
+/// configurations with the same load.
+fn extra_settings() -> Vec<String> {
+    std::env::var("STORECAST_BENCH_SET")
+        .unwrap_or_default()
+        .split(';')
+        .map(str::trim)
+        .filter(|setting| !setting.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// Kaggle's `train.csv.gz`; the benchmark cannot run without it.

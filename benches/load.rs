@@ -6,9 +6,8 @@
 //! SQLite file, and prints wall times (process start to exit: read, parse, window, write,
 //! commit) with the binary's own read/write breakdown.
 
-#[path = "../tests/support/postgres.rs"]
-#[allow(dead_code)] // Shared with the tests, which use more of it.
-mod postgres;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -24,9 +23,11 @@ fn main() {
         })
         .join("train.csv.gz");
     assert!(data.is_file(), "the benchmark needs {}", data.display());
-    let postgres_url =
-        postgres::fresh_database_with("load benchmark", postgres::Durability::Durable)
-            .expect("the benchmark needs PostgreSQL");
+    let postgres_url = support::postgres::fresh_database_with(
+        "load benchmark",
+        support::postgres::Durability::Durable,
+    )
+    .expect("the benchmark needs PostgreSQL");
     let sqlite_dir = tempfile::tempdir().expect("temporary folder");
     let sqlite_url = format!("sqlite:{}", sqlite_dir.path().join("bench.db").display());
 

@@ -211,6 +211,7 @@ fn cross_validate_all(stores: &[(u32, Series)], profile: &Profile) -> (f64, Metr
             mape: mean(|m| m.mape),
             mae: mean(|m| m.mae),
             median_ae: mean(|m| m.median_ae),
+            rmspe: mean(|m| m.rmspe),
         },
     )
 }

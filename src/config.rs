@@ -25,6 +25,7 @@ const ENV_NOT_KEYS: &[&str] = &[
     "STORECAST_REQUIRE_SERVICES",
     "STORECAST_ROSSMANN_DIR",
     "STORECAST_PG_BIN",
+    "STORECAST_KAFKA_DEBUG",
 ];
 
 /// The effective configuration of one storecast process.
@@ -39,8 +40,14 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
     pub ingest: IngestConfig,
     pub gateway: GatewayConfig,
+    pub admin: AdminConfig,
+    pub telemetry: TelemetryConfig,
     /// Model profiles by name.
     pub profiles: BTreeMap<String, Profile>,
+    /// `STORECAST_*` variables ignored because they look like Kubernetes service links, not
+    /// keys; the process warns about them once logging is up.
+    #[serde(skip)]
+    pub ignored_env: Vec<String>,
 }
 
 /// `[database]`: which database and how to connect to it.
@@ -49,6 +56,7 @@ pub struct Config {
 pub struct DatabaseConfig {
     pub url: String,
     pub max_connections: u32,
+    pub reader_connections: u32,
     pub connect_timeout_secs: u64,
 }
 
@@ -65,6 +73,16 @@ pub struct LoadConfig {
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     pub level: String,
+    /// `text` (human-readable lines) or `json` (one object per line, with trace ids).
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// `[train]`: how series are trained and their batch forecasts written.
@@ -75,9 +93,15 @@ pub struct TrainConfig {
     pub horizon_days: u32,
     pub workers: u32,
     pub seed: u64,
+    pub timeout_secs: u64,
 }
 
 impl TrainConfig {
+    /// Longest one training may take, wherever it is asked for.
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.timeout_secs.max(1))
+    }
+
     /// Threads to fit with: the configured number, or one per core.
     pub fn worker_count(&self) -> usize {
         match self.workers {
@@ -99,11 +123,13 @@ pub struct ClusterConfig {
     pub tls_cert: String,
     pub tls_key: String,
     pub tls_ca: String,
+    pub require_tls: bool,
     pub roles: Vec<String>,
     pub heartbeat_ms: u64,
     pub failure_timeout_ms: u64,
     pub reconnect_min_ms: u64,
     pub reconnect_max_ms: u64,
+    pub handshake_timeout_ms: u64,
 }
 
 /// `[scheduler]`: the weekly train-all job and how the cluster runs jobs.
@@ -141,6 +167,28 @@ pub struct GatewayConfig {
     pub token: String,
     pub protect_reads: bool,
     pub request_timeout_ms: u64,
+    pub max_connections: u32,
+    pub header_read_timeout_ms: u64,
+    pub idle_timeout_ms: u64,
+    pub max_event_streams: u32,
+    pub event_stream_max_secs: u64,
+    pub forecast_max_days: u32,
+    pub forecast_concurrency: u32,
+}
+
+/// `[admin]`: the admin listener every node runs: metrics and health, whatever its roles.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    pub listen: String,
+}
+
+/// `[telemetry]`: traces exported over OTLP.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    pub otlp_endpoint: String,
+    pub sample_ratio: f64,
 }
 
 /// Why a configuration could not be built. Every variant names the key or file at fault.
@@ -261,12 +309,19 @@ impl Config {
             })
             .collect();
         env.sort();
+        let mut ignored_env = Vec::new();
         for (name, text) in env {
             let origin = format!("environment variable {name}");
-            let key = env_keys.get(name).ok_or_else(|| ConfigError::UnknownKey {
-                key: name.clone(),
-                origin: origin.clone(),
-            })?;
+            let Some(key) = env_keys.get(name) else {
+                if is_service_link(name) {
+                    ignored_env.push(name.clone());
+                    continue;
+                }
+                return Err(ConfigError::UnknownKey {
+                    key: name.clone(),
+                    origin,
+                });
+            };
             let value = parse_text(key, &origin, &known_keys[*key], text)?;
             set_dotted(&mut merged, key, value);
         }
@@ -283,17 +338,35 @@ impl Config {
             set_dotted(&mut merged, &flag.key, value);
         }
 
-        let config: Config = merged
+        let mut config: Config = merged
             .try_into()
             .map_err(|error: toml::de::Error| ConfigError::Invalid(error.message().to_string()))?;
+        config.ignored_env = ignored_env;
         config.validate()?;
         Ok(config)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.database.max_connections == 0 {
+        if self.database.max_connections == 0 || self.database.reader_connections == 0 {
             return Err(ConfigError::Invalid(
-                "database.max_connections must be at least 1".to_string(),
+                "database.max_connections and database.reader_connections must be at least 1"
+                    .to_string(),
+            ));
+        }
+        let gateway = &self.gateway;
+        if gateway.max_connections == 0
+            || gateway.header_read_timeout_ms == 0
+            || gateway.idle_timeout_ms == 0
+            || gateway.max_event_streams == 0
+            || gateway.event_stream_max_secs == 0
+            || gateway.forecast_max_days == 0
+            || gateway.forecast_concurrency == 0
+        {
+            return Err(ConfigError::Invalid(
+                "gateway.max_connections, header_read_timeout_ms, idle_timeout_ms, \
+                 max_event_streams, event_stream_max_secs, forecast_max_days and \
+                 forecast_concurrency must be at least 1"
+                    .to_string(),
             ));
         }
         if self.load.product.trim().is_empty() {
@@ -352,16 +425,47 @@ impl Config {
         })
     }
 
-    /// The configuration as TOML, with secrets (database password) masked.
+    /// The configuration as TOML, with secrets (database password, cookie, API token)
+    /// masked.
     pub fn to_display_toml(&self) -> String {
         let mut shown = self.clone();
         shown.database.url = redact_url(&self.database.url);
-        if !shown.cluster.cookie.is_empty() {
-            shown.cluster.cookie = "***".to_string();
+        for secret in [&mut shown.cluster.cookie, &mut shown.gateway.token] {
+            if !secret.is_empty() {
+                *secret = "***".to_string();
+            }
         }
         // Serialising plain structs of strings and numbers cannot fail.
         toml::to_string_pretty(&shown).unwrap_or_else(|error| format!("# cannot print: {error}"))
     }
+}
+
+/// Whether `name` has the shape of a variable Kubernetes injects for a Service whose name
+/// starts with `storecast` (service links: `STORECAST_PORT=tcp://10.0.0.1:8080`,
+/// `STORECAST_NODES_SERVICE_HOST`, `STORECAST_PORT_8080_TCP_ADDR`, ...). Such names are not
+/// keys and a pod cannot avoid them unless `enableServiceLinks` is off, so they are ignored
+/// with a warning rather than fatal; any other unknown `STORECAST_*` name stays an error.
+fn is_service_link(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+        return false;
+    };
+    // `rest` is `<SERVICE>_SERVICE_HOST`, `<SERVICE>_SERVICE_PORT[_<PORT NAME>]`,
+    // `<SERVICE>_PORT` or `<SERVICE>_PORT_<N>_<PROTO>[_PROTO|_PORT|_ADDR]`, where `<SERVICE>`
+    // is what follows `storecast` in the service name: empty or `_NODES`, `_GATEWAY`...
+    let words: Vec<&str> = std::iter::once("").chain(rest.split('_')).collect();
+    (0..words.len()).any(|start| {
+        let tail = &words[start + 1..];
+        match tail {
+            ["SERVICE", "HOST"] | ["SERVICE", "PORT", ..] | ["PORT"] => true,
+            ["PORT", number, protocol, suffix @ ..] => {
+                !number.is_empty()
+                    && number.bytes().all(|byte| byte.is_ascii_digit())
+                    && matches!(*protocol, "TCP" | "UDP" | "SCTP")
+                    && matches!(suffix, [] | ["PROTO"] | ["PORT"] | ["ADDR"])
+            }
+            _ => false,
+        }
+    })
 }
 
 /// The environment variable that sets `key`: `database.url` -> `STORECAST_DATABASE_URL`.
@@ -460,6 +564,12 @@ fn coerce_toml(
         (Value::Float(_), Value::Integer(number)) => return Ok(Value::Float(*number as f64)),
         // Every integer key is a count, a size or a duration.
         (Value::Integer(_), Value::Integer(number)) => *number >= 0,
+        // Helm reads every number of its values as a float and its `toToml` writes `4.0`.
+        (Value::Integer(_), Value::Float(number))
+            if number.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(number) =>
+        {
+            return Ok(Value::Integer(*number as i64));
+        }
         (Value::Array(_), Value::Array(items)) => items.iter().all(Value::is_str),
         (default, value) => std::mem::discriminant(default) == std::mem::discriminant(value),
     };
@@ -601,6 +711,30 @@ mod tests {
     }
 
     #[test]
+    fn whole_floats_in_a_file_set_integer_keys() {
+        // What Helm's `toToml` writes for `workers: 4` in a values file.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("helm.toml");
+        std::fs::write(&file, "[train]\nworkers = 4.0\n").unwrap();
+        let config = Config::load(&Sources {
+            file: Some(file.clone()),
+            ..Sources::default()
+        })
+        .unwrap();
+        assert_eq!(config.train.workers, 4);
+        for bad in ["4.5", "-1.0"] {
+            std::fs::write(&file, format!("[train]\nworkers = {bad}\n")).unwrap();
+            let error = Config::load(&Sources {
+                file: Some(file.clone()),
+                ..Sources::default()
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(error.contains("train.workers"), "{error}");
+        }
+    }
+
+    #[test]
     fn unknown_key_in_file_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("bad.toml");
@@ -632,6 +766,59 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(error.contains("`nope.key`"), "{error}");
+    }
+
+    #[test]
+    fn kubernetes_service_links_are_ignored_not_fatal() {
+        // What a pod gets for Services named `storecast` and `storecast-nodes`.
+        let links = [
+            ("STORECAST_PORT", "tcp://10.96.0.12:8080"),
+            ("STORECAST_SERVICE_HOST", "10.96.0.12"),
+            ("STORECAST_SERVICE_PORT", "8080"),
+            ("STORECAST_SERVICE_PORT_HTTP", "8080"),
+            ("STORECAST_PORT_8080_TCP", "tcp://10.96.0.12:8080"),
+            ("STORECAST_PORT_8080_TCP_PROTO", "tcp"),
+            ("STORECAST_PORT_8080_TCP_PORT", "8080"),
+            ("STORECAST_PORT_8080_TCP_ADDR", "10.96.0.12"),
+            ("STORECAST_NODES_SERVICE_HOST", "10.96.0.13"),
+            ("STORECAST_NODES_PORT_4697_UDP_ADDR", "10.96.0.13"),
+        ];
+        let config = Config::load(&Sources {
+            env: env(&links),
+            ..Sources::default()
+        })
+        .unwrap();
+        let mut expected: Vec<String> = links.iter().map(|(name, _)| name.to_string()).collect();
+        expected.sort();
+        assert_eq!(config.ignored_env, expected);
+        assert_eq!(
+            Config {
+                ignored_env: Vec::new(),
+                ..config
+            },
+            Config::defaults().unwrap()
+        );
+    }
+
+    #[test]
+    fn names_near_service_links_stay_fatal() {
+        for name in [
+            "STORECAST_PORTS",
+            "STORECAST_PORT_HTTP",
+            "STORECAST_PORT_80_HTTP",
+            "STORECAST_PORT_80_TCP_HOST",
+            "STORECAST_SERVICE",
+            "STORECAST_SERVICE_HOSTS",
+            "STORECAST_GATEWAY_LISTENN",
+        ] {
+            let error = Config::load(&Sources {
+                env: env(&[(name, "x")]),
+                ..Sources::default()
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(error.contains(name), "{name}: {error}");
+        }
     }
 
     #[test]

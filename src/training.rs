@@ -5,17 +5,20 @@
 //! Used by `storecast train` today and by the model actors of the cluster.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::NaiveDate;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::forecast::model::{FittedModel, ForecastPoint, StoredModel};
-use crate::forecast::planner::{days_after, plan};
+use crate::forecast::model::{FittedModel, ForecastPoint, forecast_after};
 use crate::forecast::profile::Profile;
 use crate::forecast::series::Series;
 use crate::forecast::validation::{Metrics, SPLITS, train};
-use crate::store::{Database, ForecastRecord, JobKind, NewModelVersion, Registered, TaskRef};
+use crate::metrics;
+use crate::store::{
+    Database, ForecastRecord, JobKind, JobState, NewModelVersion, Registered, TaskRef,
+};
 
 /// What to train and how.
 #[derive(Debug, Clone)]
@@ -35,8 +38,8 @@ pub struct TrainSettings {
     pub retrain_on_new_data: bool,
 }
 
-/// A series trained and registered.
-#[derive(Debug, Clone, PartialEq)]
+/// A series trained and registered: the one result of a training, whoever asked for it.
+#[derive(Debug, Clone)]
 pub struct TrainedVersion {
     pub version: i32,
     /// False when a job task was already completed by another training: `version` is that
@@ -45,11 +48,15 @@ pub struct TrainedVersion {
     pub metrics: Metrics,
     pub trained_from: NaiveDate,
     pub trained_to: NaiveDate,
+    /// The forecast of the days after the data that the fit made (empty when not fresh).
     pub forecast: Vec<ForecastPoint>,
+    /// The fitted model of `version`, ready to forecast (`None` when not fresh: the version
+    /// is another training's, read from the registry).
+    pub model: Option<Arc<FittedModel>>,
 }
 
 /// The outcome for one series: a version, or why there is none.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct SeriesOutcome {
     pub store: u32,
     pub result: Result<TrainedVersion, String>,
@@ -114,14 +121,16 @@ pub async fn train_one(
     train_series(database, store, settings, None).await
 }
 
-/// Trains one series, for a job task when `task` is given: a task already completed is not
-/// trained again, and a train-all task's batch forecast is left to the job's forecast phase.
+/// Trains one series, for a job when `job` is given (the job and its task for the series): a
+/// task already completed is not trained again, and a train-all job's batch forecast is left
+/// to the job's forecast phase.
 pub async fn train_series(
     database: &Database,
     store: u32,
     settings: &TrainSettings,
-    task: Option<&TaskRef>,
+    job: Option<(JobKind, &TaskRef)>,
 ) -> Result<TrainedVersion, String> {
+    let task = job.map(|(_, task)| task);
     if let Some(task) = task
         && let Some(done) = completed_version(database, task).await?
     {
@@ -136,10 +145,29 @@ pub async fn train_series(
     }
     let profile = settings.profile.clone();
     let (horizon, seed) = (settings.horizon_days, settings.seed);
-    let fitted =
-        tokio::task::spawn_blocking(move || fit_and_forecast(&rows, &profile, horizon, seed))
-            .await
-            .map_err(|error| format!("fit stopped: {error}"))??;
+    let fitting = Instant::now();
+    let span = tracing::info_span!(
+        "fit",
+        store,
+        profile = %settings.profile_name,
+        days = rows.len(),
+        splits = SPLITS,
+    );
+    let fitted = tokio::task::spawn_blocking(move || {
+        span.in_scope(|| fit_and_forecast(&rows, &profile, horizon, seed))
+    })
+    .await
+    .map_err(|error| format!("fit stopped: {error}"))
+    .and_then(|fitted| fitted);
+    let labels = metrics::FitLabels {
+        profile: settings.profile_name.clone(),
+        outcome: if fitted.is_ok() { "trained" } else { "failed" }.to_string(),
+    };
+    metrics::metrics()
+        .fit_duration
+        .get_or_create(&labels)
+        .observe(fitting.elapsed().as_secs_f64());
+    let fitted = fitted?;
 
     let registered = database
         .insert_model_version(&NewModelVersion {
@@ -162,50 +190,33 @@ pub async fn train_series(
             return Ok(TrainedVersion {
                 version,
                 fresh: false,
-                ..trained_version(version, &fitted)
+                metrics: fitted.metrics,
+                trained_from: fitted.trained_from,
+                trained_to: fitted.trained_to,
+                forecast: Vec::new(),
+                model: None,
             });
         }
     };
     // A train-all job writes its batch forecasts in one go once every series is trained; a
     // retrain (no job, or a one-series job) writes its own now.
-    if let Some(task) = task {
-        let kind = database
-            .job_kind(task.job_id)
+    if !matches!(job, Some((JobKind::TrainAll, _))) {
+        let records =
+            ForecastRecord::of_points(store, &settings.product, version, &fitted.forecast);
+        database
+            .write_forecasts(&records)
             .await
             .map_err(|error| error.to_string())?;
-        if kind != Some(JobKind::Retrain) {
-            return Ok(trained_version(version, &fitted));
-        }
     }
-    let records: Vec<ForecastRecord> = fitted
-        .forecast
-        .iter()
-        .map(|point| ForecastRecord {
-            store,
-            product: settings.product.clone(),
-            date: point.date,
-            yhat: point.yhat,
-            lower: point.lower,
-            upper: point.upper,
-            model_version: version,
-        })
-        .collect();
-    database
-        .write_forecasts(&records)
-        .await
-        .map_err(|error| error.to_string())?;
-    Ok(trained_version(version, &fitted))
-}
-
-fn trained_version(version: i32, fitted: &Fitted) -> TrainedVersion {
-    TrainedVersion {
+    Ok(TrainedVersion {
         version,
         fresh: true,
         metrics: fitted.metrics,
         trained_from: fitted.trained_from,
         trained_to: fitted.trained_to,
-        forecast: fitted.forecast.clone(),
-    }
+        forecast: fitted.forecast,
+        model: Some(Arc::new(fitted.model)),
+    })
 }
 
 /// The version a completed job task registered, if the task is completed.
@@ -218,7 +229,7 @@ async fn completed_version(
         .await
         .map_err(|error| error.to_string())?;
     let Some(version) = stored
-        .filter(|stored| stored.state == "succeeded")
+        .filter(|stored| stored.state == JobState::Succeeded)
         .and_then(|stored| stored.model_version)
     else {
         return Ok(None);
@@ -235,11 +246,13 @@ async fn completed_version(
         trained_from: registered.trained_from,
         trained_to: registered.trained_to,
         forecast: Vec::new(),
+        model: None,
     }))
 }
 
 /// CPU part of a training: CV, final fit, forecast of the planned days after the data.
 struct Fitted {
+    model: FittedModel,
     encoded: Vec<u8>,
     metrics: Metrics,
     trained_from: NaiveDate,
@@ -260,28 +273,12 @@ fn fit_and_forecast(
     let (trained_from, trained_to) = trained.model.trained_span();
     Ok(Fitted {
         encoded: trained.model.stored().encode(),
+        model: trained.model,
         metrics: trained.metrics,
         trained_from,
         trained_to,
         forecast,
     })
-}
-
-/// Forecasts the `days` calendar days after the series' end, on planned days.
-pub fn forecast_after(
-    series: &Series,
-    model: &FittedModel,
-    days: u32,
-    seed: u64,
-) -> Result<Vec<ForecastPoint>, crate::forecast::model::ModelError> {
-    let dates = days_after(series, days);
-    let calendar = series.extended(&plan(series, &dates))?;
-    model.forecast(&calendar, &dates, seed)
-}
-
-/// Restores the model of a registry entry.
-pub fn restore(params: &[u8]) -> Result<FittedModel, crate::forecast::model::ModelError> {
-    FittedModel::restore(StoredModel::decode(params)?)
 }
 
 /// This machine's name, recorded with the versions it trains.

@@ -1,6 +1,7 @@
 //! The web page in a real browser: `storecast demo` (on the test PostgreSQL) serves it, and
-//! headless Chromium loads it, picks a store, sees the chart, clicks retrain and sees the
-//! model version go up, draws a days-ahead forecast, and fits a phone-sized screen.
+//! headless Chromium loads it, picks a store, sees the chart (closed days as gaps), the node
+//! owning its model, its versions with metrics, the cluster and the jobs, clicks retrain and
+//! sees the model version go up, draws a days-ahead forecast, and fits a phone-sized screen.
 //! Screenshots are saved to `target/test-artifacts/`.
 
 mod support;
@@ -98,7 +99,7 @@ fn the_page_shows_a_store_retrains_it_and_forecasts_days_ahead() {
     };
     let dir = tempfile::tempdir().unwrap();
     let mut demo = Demo::start(dir.path(), &url);
-    let line = demo.wait_for_line("9. web page", Duration::from_secs(300));
+    let line = demo.wait_for_line("10. web page", Duration::from_secs(300));
     let page = line
         .split_whitespace()
         .find(|word| word.starts_with("http://"))
@@ -138,6 +139,37 @@ fn the_page_shows_a_store_retrains_it_and_forecasts_days_ahead() {
         "{subtitle}"
     );
 
+    // The system around the store: the node owning its model actor (marked in the cluster
+    // table of three nodes with the scheduler's leader), its version with cross-validation
+    // metrics and the node that trained it, and the train-all job that did.
+    let panels = browser.wait_for(
+        "the owner, versions, cluster and jobs panels",
+        "const owner = document.getElementById('owner').textContent;          const version = [...document.querySelectorAll('#versions tbody tr:first-child td')].map((cell) => cell.textContent);          const nodes = [...document.querySelectorAll('#cluster tbody tr')].map((row) => row.firstChild.textContent);          const marked = [...document.querySelectorAll('#cluster tbody tr.owner')].map((row) => row.firstChild.textContent);          const jobs = [...document.querySelectorAll('#jobs li')].map((item) => item.textContent);          const leader = document.getElementById('leader').textContent;          return document.getElementById('versions').dataset.store === '3'            && owner.startsWith('demo-') && version.length === 6 && nodes.length === 3            && marked.length === 1 && marked[0] === owner && jobs.length > 0 && leader.includes('scheduler leader demo-')            && { owner, version, nodes, marked, jobs }",
+        minute,
+    );
+    let owner = panels["owner"].as_str().unwrap();
+    assert_eq!(panels["marked"][0], owner, "{panels}");
+    assert_eq!(
+        panels["nodes"],
+        serde_json::json!(["demo-1", "demo-2", "demo-3"])
+    );
+    let version = &panels["version"];
+    assert_eq!(version[0], "1", "{panels}");
+    assert_eq!(version[2], owner, "trained where it lives: {panels}");
+    assert_eq!(version[3], "default", "{panels}");
+    for metric in [&version[4], &version[5]] {
+        let metric = metric.as_str().unwrap();
+        assert!(metric.ends_with('%') && metric != "0.0%", "{panels}");
+    }
+    let jobs = panels["jobs"].to_string();
+    assert!(jobs.contains("train-all · succeeded"), "{panels}");
+
+    // Closed days are gaps: a store closed on Sundays draws its actual sales in several runs.
+    let runs = browser.run(
+        "return document.querySelector('#chart path.actual').getAttribute('d').split('M').length - 1",
+    );
+    assert!(runs.as_u64().unwrap() > 4, "one unbroken line: {runs}");
+
     // Retrain: progress, then version 2 in the subtitle.
     browser.click("#retrain");
     browser.wait_for(
@@ -149,6 +181,11 @@ fn the_page_shows_a_store_retrains_it_and_forecasts_days_ahead() {
     assert!(
         status.as_str().unwrap().contains("version 2 trained"),
         "{status}"
+    );
+    browser.wait_for(
+        "version 2 in the history and the retrain in the jobs",
+        "return document.querySelector('#versions tbody tr:first-child td')?.textContent === '2'          && [...document.querySelectorAll('#jobs li')].some((item) => item.textContent.includes('retrain of store 3 · succeeded, version 2'))",
+        minute,
     );
 
     // A days-ahead forecast, drawn with its band.
@@ -168,6 +205,32 @@ fn the_page_shows_a_store_retrains_it_and_forecasts_days_ahead() {
         "{drawn}"
     );
     browser.screenshot(&artifact("page-desktop.png"));
+
+    // Kill a node as the demo suggests: the demo reports it, and within seconds the page
+    // shows two nodes, with the store's model on a survivor.
+    let pid: i32 = demo
+        .seen
+        .iter()
+        .find_map(|line| {
+            line.trim_start()
+                .strip_prefix("demo-3 (pid ")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .expect("the demo printed demo-3's pid");
+    // SAFETY: a signal to the demo's child process, which the demo has not reaped.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+    demo.wait_for_line("demo-3 stopped (killed by signal 9)", minute);
+    let moved = browser.wait_for(
+        "the cluster without demo-3",
+        "const nodes = [...document.querySelectorAll('#cluster tbody tr')].map((row) => row.firstChild.textContent);          const owner = document.getElementById('owner').textContent;          return nodes.length === 2 && ['demo-1', 'demo-2'].includes(owner) && { nodes, owner }",
+        Duration::from_secs(30),
+    );
+    assert_eq!(moved["nodes"], serde_json::json!(["demo-1", "demo-2"]));
 
     // A phone-sized screen: nothing wider than the screen.
     browser.resize(390, 844);

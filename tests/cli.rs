@@ -5,6 +5,8 @@ mod support;
 use support::storecast;
 
 use std::path::Path;
+
+use chrono::Datelike as _;
 use std::process::{Command, Output};
 
 use storecast::dataset::rossmann;
@@ -147,7 +149,9 @@ fn config_layers_and_unknown_keys() {
         ])
         .env("STORECAST_LOAD_PRODUCT", "env")
         .env("STORECAST_DATABASE_MAX_CONNECTIONS", "2")
-        .env("STORECAST_DATABASE_URL", "postgres://app:hidden@db/sales"));
+        .env("STORECAST_DATABASE_URL", "postgres://app:hidden@db/sales")
+        .env("STORECAST_GATEWAY_TOKEN", "token-hidden-too")
+        .env("STORECAST_CLUSTER_COOKIE", "cookie-hidden-as-well"));
     assert!(output.status.success(), "{}", stderr(&output));
     let effective = stdout(&output);
     assert!(effective.contains("months = 2"), "file: {effective}");
@@ -163,7 +167,8 @@ fn config_layers_and_unknown_keys() {
         effective.contains("postgres://app:***@db/sales"),
         "masked: {effective}"
     );
-    assert!(!effective.contains("hidden"));
+    assert!(!effective.contains("hidden"), "secrets masked: {effective}");
+    assert!(effective.contains("token = \"***\""), "{effective}");
 
     std::fs::write(dir.path().join("typo.toml"), "[load]\nmonth = 2\n").unwrap();
     let output = run(storecast(dir.path()).args(["--config", "typo.toml", "config"]));
@@ -245,7 +250,11 @@ async fn load_is_idempotent_on_both_databases() {
             report.contains("kept 459 rows of 3 stores (last 5 months: 2015-03-01..2015-07-31)"),
             "{report}"
         );
-        assert!(report.contains("to 2026-06-29..2026-11-28"), "{report}");
+        // Whole weeks: the Friday the file ends on lands on the Friday before 2026-11-28.
+        assert!(
+            report.contains("weeks to 2026-06-28..2026-11-27 (weekdays kept)"),
+            "{report}"
+        );
 
         let database = Database::connect(&support::database_config(&url))
             .await
@@ -264,7 +273,7 @@ async fn load_is_idempotent_on_both_databases() {
         let summary = database.sales_summary().await.unwrap();
         assert_eq!(summary.len(), 1);
         assert_eq!(summary[0].rows, 459);
-        assert_eq!(summary[0].last_date.unwrap().to_string(), "2026-11-28");
+        assert_eq!(summary[0].last_date.unwrap().to_string(), "2026-11-27");
         database.close().await;
 
         // Window and product options.
@@ -288,11 +297,113 @@ async fn snapshot(database: &Database) -> Vec<storecast::dataset::SalesRow> {
     rows
 }
 
+/// Runs `command` to its end, failing the test after `limit`.
+fn run_within(command: &mut Command, limit: std::time::Duration) -> Output {
+    let child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start storecast");
+    let pid = child.id();
+    let (send, receive) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = send.send(child.wait_with_output());
+    });
+    match receive.recv_timeout(limit) {
+        Ok(output) => output.expect("storecast's output"),
+        Err(_) => {
+            // SAFETY: a signal to our own child process, which has not been reaped.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            panic!("storecast did not finish within {limit:?}");
+        }
+    }
+}
+
+/// The demo's smoke test, as CI runs it: three nodes, 1,115 synthetic stores, `--exit`.
+/// Every series gets a forecast, every node trains a share of them, and the output says so.
 #[test]
-fn demo_generates_loads_trains_and_forecasts() {
+fn demo_forms_a_three_node_cluster_and_forecasts_every_store() {
     let dir = tempfile::tempdir().unwrap();
-    let output =
-        run(storecast(dir.path()).args(["demo", "--stores", "12", "--days", "200", "--exit"]));
+    let output = run_within(
+        storecast(dir.path()).args(["demo", "--nodes", "3", "--exit"]),
+        std::time::Duration::from_secs(1_200),
+    );
+    let text = stdout(&output);
+    assert!(output.status.success(), "{text}\n{}", stderr(&output));
+    for needle in [
+        "synthetic data (seed 42): 813,950 rows, 1,115 stores",
+        "(weekdays kept)",
+        "formed: 3 members [demo-1, demo-2, demo-3]",
+        "1,115 of 1,115 arrived in the database",
+        "1115 of 1115 series trained, 0 failed",
+        "9. forecasts next 7 days of 1,115 of 1,115 series",
+        "10. web page http://127.0.0.1:",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing:\n{text}");
+    }
+    // Series per node, as printed: every node owns a share, and the shares add up.
+    let shares: Vec<u64> = text
+        .lines()
+        .filter_map(|line| {
+            let (node, rest) = line.trim_start().split_once(": ")?;
+            node.starts_with("demo-").then_some(())?;
+            rest.split_once(" series (stores")?
+                .0
+                .replace(',', "")
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert_eq!(shares.len(), 3, "{text}");
+    assert!(shares.iter().all(|share| *share > 100), "{shares:?}");
+    assert_eq!(shares.iter().sum::<u64>(), 1_115);
+
+    // The database agrees: a forecast for every store, versions trained on every node, and
+    // the loaded sales keep their weekdays (the generator closes stores on Sundays).
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let url = format!("sqlite:{}", dir.path().join("storecast.db").display());
+        let database = Database::connect(&support::database_config(&url))
+            .await
+            .unwrap();
+        let stores = database.stores_with_sales("product_A").await.unwrap();
+        assert_eq!(stores.len(), 1_115);
+        let mut trained_on = std::collections::BTreeSet::new();
+        for store in &stores {
+            let forecast = database.latest_forecast(*store, "product_A").await.unwrap();
+            assert_eq!(forecast.len(), 7, "store {store}");
+            let latest = database
+                .latest_model_version(*store, "product_A")
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("store {store} has no model"));
+            trained_on.insert(latest.node);
+        }
+        assert_eq!(
+            trained_on.into_iter().collect::<Vec<_>>(),
+            ["demo-1", "demo-2", "demo-3"]
+        );
+        let sales = database.series_sales(1, "product_A").await.unwrap();
+        let sundays: Vec<bool> = sales
+            .iter()
+            .filter(|row| row.date.weekday() == chrono::Weekday::Sun)
+            .map(|row| row.open)
+            .collect();
+        assert!(
+            sundays.len() >= 20 && sundays.iter().all(|open| !open),
+            "{sundays:?}"
+        );
+        database.close().await;
+    });
+}
+
+#[test]
+fn demo_runs_again_on_its_data_with_a_new_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "demo", "--nodes", "1", "--stores", "12", "--days", "200", "--exit",
+    ];
+    let output = run(storecast(dir.path()).args(args));
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
     assert!(
@@ -300,24 +411,24 @@ fn demo_generates_loads_trains_and_forecasts() {
         "{text}"
     );
     assert!(text.contains("sqlite:storecast.db"), "{text}");
-    assert!(text.contains("4. cluster   node `demo` started"), "{text}");
+    assert!(text.contains("formed: 1 members [demo-1]"), "{text}");
     assert!(
-        text.contains("5. streaming published 12 rows for")
+        text.contains("6. streaming published 12 rows for")
             && text.contains("12 of 12 arrived in the database"),
         "{text}"
     );
-    assert!(text.contains("6. training  train-all job 1"), "{text}");
+    assert!(text.contains("7. training  train-all job 1"), "{text}");
     assert!(
         text.contains("job 1 succeeded") && text.contains("12 of 12 series trained, 0 failed"),
         "{text}"
     );
+    assert!(text.contains("demo-1: 12 series (stores 1-12)"), "{text}");
     assert!(
-        text.contains("node demo: 12 series (stores 1-12)"),
+        text.contains("9. forecasts next 7 days of 12 of 12 series"),
         "{text}"
     );
-    assert!(text.contains("8. forecasts next 7 days"), "{text}");
     assert!(text.contains("... and 2 more"), "{text}");
-    assert!(text.contains("9. web page  http://127.0.0.1:"), "{text}");
+    assert!(text.contains("10. web page http://127.0.0.1:"), "{text}");
     assert!(dir.path().join("storecast.db").is_file());
     let first_store = |text: &str| -> Vec<String> {
         let line = text
@@ -332,8 +443,7 @@ fn demo_generates_loads_trains_and_forecasts() {
     assert_eq!(first.len(), 2 + 7, "store, version and 7 days: {first:?}");
 
     // Running it again replaces the data and registers version 2 with the same forecast.
-    let again =
-        run(storecast(dir.path()).args(["demo", "--stores", "12", "--days", "200", "--exit"]));
+    let again = run(storecast(dir.path()).args(args));
     assert!(again.status.success(), "{}", stderr(&again));
     let again = stdout(&again);
     assert!(again.contains("train-all job 2"), "{again}");

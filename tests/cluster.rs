@@ -6,7 +6,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::node::{NodeProcess, free_address};
+use support::node::{NodeProcess, closed_by_peer, free_address, idle_sockets};
 
 const HEARTBEAT_MS: u64 = 200;
 const FAILURE_TIMEOUT_MS: u64 = 2_500;
@@ -108,4 +108,85 @@ fn a_node_refuses_to_listen_beyond_loopback_without_a_cookie() {
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("unknown role `cooking`"));
+}
+
+#[test]
+fn plain_tcp_beyond_loopback_warns_once_and_require_tls_refuses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = support::storecast(dir.path())
+        .args(["node", "--name", "strict", "--listen", "127.0.0.1:0"])
+        .args(["--set", "cluster.require_tls=true"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cluster.require_tls is set but TLS is not configured"),
+        "{stderr}"
+    );
+
+    let port = free_address().rsplit_once(':').unwrap().1.to_string();
+    let settings: Vec<String> = ["cluster.cookie=open-cookie", "cluster.roles=gateway"]
+        .into_iter()
+        .flat_map(|setting| ["--set".to_string(), setting.to_string()])
+        .collect();
+    let mut open = NodeProcess::start(
+        dir.path(),
+        &[],
+        "open",
+        &format!("0.0.0.0:{port}"),
+        &[],
+        &settings,
+    );
+    open.wait_for(&["node started"]);
+    let warnings = open
+        .log_so_far()
+        .iter()
+        .filter(|line| line.contains("listens beyond loopback without TLS"))
+        .count();
+    assert_eq!(warnings, 1, "{}", open.log_so_far().join("\n"));
+}
+
+#[test]
+fn idle_sockets_never_keep_peers_out_and_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = |name: &str, address: &str, seeds: &[&str]| {
+        let settings: Vec<String> = [
+            format!("cluster.heartbeat_ms={HEARTBEAT_MS}"),
+            format!("cluster.failure_timeout_ms={FAILURE_TIMEOUT_MS}"),
+            "cluster.roles=gateway".to_string(),
+            "cluster.handshake_timeout_ms=1500".to_string(),
+        ]
+        .into_iter()
+        .flat_map(|setting| ["--set".to_string(), setting])
+        .collect();
+        NodeProcess::start(dir.path(), &[], name, address, seeds, &settings)
+    };
+    let (a_address, b_address, c_address) = (free_address(), free_address(), free_address());
+    let mut a = start("alpha", &a_address, &[]);
+    a.wait_for(&["cluster view: 1 members [alpha]"]);
+
+    // Sockets that never say who they are, opened before a peer comes and while one joins.
+    let mut idle = idle_sockets(&a_address, 16);
+    let began = Instant::now();
+    let mut b = start("bravo", &b_address, &[&a_address]);
+    b.wait_for(&["cluster view: 2 members [alpha, bravo]"]);
+    let joined = began.elapsed();
+    let mut c = start("charlie", &c_address, &[&a_address]);
+    idle.extend(idle_sockets(&a_address, 16));
+    let began = Instant::now();
+    c.wait_for(&["cluster view: 3 members [alpha, bravo, charlie]"]);
+    let joined_later = began.elapsed();
+    for took in [joined, joined_later] {
+        assert!(took < Duration::from_secs(10), "joined after {took:?}");
+    }
+    // An unauthenticated session is closed once its handshake time is up.
+    for socket in &mut idle {
+        assert!(
+            closed_by_peer(socket, Duration::from_secs(10)),
+            "an idle socket stays open"
+        );
+    }
+    // Nobody was declared down meanwhile.
+    assert!(!a.logged("member down"), "a member was declared down");
 }

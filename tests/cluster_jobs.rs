@@ -16,6 +16,9 @@ use storecast::store::Database;
 use support::node::{NodeProcess, PATIENCE, free_address};
 
 const NAMES: [&str; 3] = ["alpha", "bravo", "charlie"];
+/// Upper bound for the train-all of 1,115 series on this machine, kill and takeover included:
+/// a failure, not a wait.
+const JOB_PATIENCE: Duration = Duration::from_secs(600);
 
 /// Fast failure detection and a short lease, so takeovers happen within seconds; a light
 /// model profile, so 1,115 fits take seconds in a debug build.
@@ -180,24 +183,33 @@ async fn real_series_spread_move_back_and_train_all_survives_its_scheduler() {
         .unwrap();
     nodes[0].wait_for(&["train-all job created"]);
     // Kill once the job is well under way, from its rows.
+    let job_started = Instant::now();
     let job_id = loop {
-        let jobs = database.recent_jobs(1).await.unwrap();
+        let jobs = database.jobs_before(None, 1).await.unwrap();
         if let Some(job) = jobs.first()
             && job.succeeded >= 100
         {
             assert!(job.is_active(), "the job ended before the kill: {job:?}");
             break job.id;
         }
+        assert!(
+            job_started.elapsed() < JOB_PATIENCE,
+            "the train-all never trained 100 series: {jobs:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     kill(&mut nodes[0]);
     nodes[1].wait_for(&["leading the scheduler"]);
     nodes[1].wait_for(&["running job", &format!("job={job_id}")]);
 
-    let output = tokio::task::spawn_blocking(move || follower.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let output = tokio::time::timeout(
+        JOB_PATIENCE,
+        tokio::task::spawn_blocking(move || follower.wait_with_output()),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("job {job_id} did not end within {JOB_PATIENCE:?}"))
+    .unwrap()
+    .unwrap();
     let stdout = succeeded(&output);
     assert!(
         stdout.contains(&format!("job {job_id} succeeded in"))

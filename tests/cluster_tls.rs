@@ -5,99 +5,11 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 
-use support::node::{NodeProcess, free_address};
+use std::time::{Duration, Instant};
 
-/// Runs `openssl` with `args` in `dir`, failing loudly.
-fn openssl(dir: &Path, args: &[&str]) {
-    let output = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect(
-            "the openssl command is needed to make test certificates (scripts/test installs it)",
-        );
-    assert!(
-        output.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// A CA and a certificate it signs for `name`, valid for 127.0.0.1 as server and client.
-fn make_authority(dir: &Path, ca: &str, nodes: &[&str]) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "30",
-            "-subj",
-            &format!("/CN={ca}"),
-            "-keyout",
-            &format!("{ca}.key"),
-            "-out",
-            &format!("{ca}.pem"),
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ],
-    );
-    std::fs::write(
-        dir.join("node.ext"),
-        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n\
-         extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=IP:127.0.0.1\n",
-    )
-    .unwrap();
-    for node in nodes {
-        openssl(
-            dir,
-            &[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-subj",
-                &format!("/CN={node}"),
-                "-keyout",
-                &format!("{node}.key"),
-                "-out",
-                &format!("{node}.csr"),
-            ],
-        );
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &format!("{node}.csr"),
-                "-CA",
-                &format!("{ca}.pem"),
-                "-CAkey",
-                &format!("{ca}.key"),
-                "-CAcreateserial",
-                "-days",
-                "30",
-                "-sha256",
-                "-extfile",
-                "node.ext",
-                "-out",
-                &format!("{node}.pem"),
-            ],
-        );
-    }
-}
+use support::node::{NodeProcess, closed_by_peer, free_address, idle_sockets};
+use support::tls::make_authority;
 
 fn settings(dir: &Path, cert: &str, ca: &str) -> Vec<String> {
     let path = |file: String| dir.join(file).display().to_string();
@@ -155,7 +67,7 @@ fn nodes_form_over_tls_and_strangers_are_turned_away() {
         &settings(dir.path(), "stranger", "other-ca"),
     );
     stranger.wait_for(&["cannot reach", &addresses[0]]);
-    nodes[0].wait_for(&["Error establishing secure socket"]);
+    nodes[0].wait_for(&["cluster connection refused: the TLS handshake failed"]);
     // And a plain-TCP node is refused too.
     let plain_address = free_address();
     let mut plain = NodeProcess::start(
@@ -167,7 +79,7 @@ fn nodes_form_over_tls_and_strangers_are_turned_away() {
         &["--set".to_string(), "cluster.roles=gateway".to_string()],
     );
     plain.wait_for(&["node started"]);
-    nodes[0].wait_for(&["Error establishing secure socket"]);
+    nodes[0].wait_for(&["cluster connection refused: the TLS handshake failed"]);
     // Neither ever joined: alpha's views, in order, go from three members to charlie
     // leaving, never through a stranger arriving.
     nodes[2].signal(libc::SIGTERM);
@@ -179,4 +91,56 @@ fn nodes_form_over_tls_and_strangers_are_turned_away() {
         );
     }
     drop((stranger, plain));
+}
+
+#[test]
+fn idle_sockets_never_keep_peers_out() {
+    let dir = tempfile::tempdir().unwrap();
+    make_authority(dir.path(), "cluster-ca", &["alpha", "bravo", "charlie"]);
+    let names = ["alpha", "bravo", "charlie"];
+    let addresses: Vec<String> = names.iter().map(|_| free_address()).collect();
+    let start = |index: usize, seeds: &[&str]| {
+        let mut settings = settings(dir.path(), names[index], "cluster-ca");
+        settings.extend([
+            "--set".to_string(),
+            "cluster.handshake_timeout_ms=1500".to_string(),
+        ]);
+        NodeProcess::start(
+            dir.path(),
+            &[],
+            names[index],
+            &addresses[index],
+            seeds,
+            &settings,
+        )
+    };
+    let mut alpha = start(0, &[]);
+    alpha.wait_for(&["cluster view: 1 members [alpha]"]);
+
+    // Sockets that never start the TLS handshake, opened before a peer comes...
+    let mut idle = idle_sockets(&addresses[0], 16);
+    let began = Instant::now();
+    let mut bravo = start(1, &[&addresses[0]]);
+    bravo.wait_for(&["cluster view: 2 members [alpha, bravo]"]);
+    let joined = began.elapsed();
+    // ...and while one is joining.
+    let mut charlie = start(2, &[&addresses[0]]);
+    idle.extend(idle_sockets(&addresses[0], 16));
+    let began = Instant::now();
+    charlie.wait_for(&["cluster view: 3 members [alpha, bravo, charlie]"]);
+    let joined_later = began.elapsed();
+    alpha.wait_for(&["cluster view: 3 members [alpha, bravo, charlie]"]);
+    // A join takes well under a second on loopback; a node that waited for one idle
+    // handshake would wait forever.
+    for took in [joined, joined_later] {
+        assert!(took < Duration::from_secs(10), "joined after {took:?}");
+    }
+    // The node closes each idle socket once its handshake time is up.
+    for socket in &mut idle {
+        assert!(
+            closed_by_peer(socket, Duration::from_secs(10)),
+            "an idle socket stays open"
+        );
+    }
+    drop((bravo, charlie));
 }

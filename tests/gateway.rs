@@ -75,9 +75,21 @@ fn health_readiness_metrics_and_the_cluster_view() {
     assert_eq!(ready.status, 200, "{}", ready.body);
     assert_eq!(ready.json()["ready"], true);
 
-    let cluster = get(&gateway, "/api/cluster").json();
+    // The leader is the node holding the scheduler's lease, which it takes once it runs.
+    let began = std::time::Instant::now();
+    let cluster = loop {
+        let cluster = get(&gateway, "/api/cluster").json();
+        if cluster["scheduler_leader"] == "models-a" {
+            break cluster;
+        }
+        assert!(cluster["scheduler_leader"].is_null(), "{cluster}");
+        assert!(
+            began.elapsed() < std::time::Duration::from_secs(30),
+            "models-a never took the scheduler's lease: {cluster}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
     assert_eq!(cluster["node"], "front");
-    assert_eq!(cluster["scheduler_leader"], "models-a");
     let members = cluster["members"].as_array().unwrap();
     assert_eq!(members.len(), 2, "{cluster}");
     assert_eq!(members[0]["name"], "front");
@@ -92,17 +104,17 @@ fn health_readiness_metrics_and_the_cluster_view() {
         metrics
             .header("content-type")
             .unwrap()
-            .starts_with("text/plain")
+            .starts_with("application/openmetrics-text")
     );
     assert!(
-        metrics.body.contains("storecast_cluster_members 2\n"),
+        metrics.body.contains("storecast_cluster_size 2\n"),
         "{}",
         metrics.body
     );
     assert!(
         metrics
             .body
-            .contains("storecast_cluster_members_by_role{role=\"models\"} 1\n"),
+            .contains("storecast_cluster_members{role=\"models\"} 1\n"),
         "{}",
         metrics.body
     );
@@ -140,9 +152,9 @@ fn health_readiness_metrics_and_the_cluster_view() {
     assert_eq!(
         stores,
         serde_json::json!([
-            {"store": 1, "products": [{"product": "product_A", "model_version": null}]},
-            {"store": 2, "products": [{"product": "product_A", "model_version": 1}]},
-            {"store": 3, "products": [{"product": "product_A", "model_version": null}]},
+            {"store": 1, "products": [{"product": "product_A", "model_version": null, "owner": "models-a"}]},
+            {"store": 2, "products": [{"product": "product_A", "model_version": 1, "owner": "models-a"}]},
+            {"store": 3, "products": [{"product": "product_A", "model_version": null, "owner": "models-a"}]},
         ])
     );
     let forecast = get(&gateway, "/api/stores/2/products/product_A/forecast");
@@ -184,8 +196,10 @@ fn health_readiness_metrics_and_the_cluster_view() {
     }
 
     // Online forecasts, the reference service's way, by the series' model actor.
-    let today = storecast::cli::load::yesterday().succ_opt().unwrap();
-    let in_days = |days: u64| (today + chrono::Days::new(days)).to_string();
+    // The batch forecast starts the day after the last sale.
+    let first_forecast: chrono::NaiveDate = days[0]["date"].as_str().unwrap().parse().unwrap();
+    let last_sale = first_forecast.pred_opt().unwrap();
+    let in_days = |days: u64| (last_sale + chrono::Days::new(days)).to_string();
     let item = |store: u32, begin: &str, end: &str| {
         format!(
             r#"{{"store_id": {store}, "product_name": "product_A", "begin_date": "{begin}", "end_date": "{end}"}}"#
@@ -219,7 +233,7 @@ fn health_readiness_metrics_and_the_cluster_view() {
             "{date}: {online} vs {stored}"
         );
     }
-    let today_text = today.to_string();
+    let after_last = in_days(1);
     let far = in_days(400);
     let bad_requests = [
         (
@@ -228,8 +242,8 @@ fn health_readiness_metrics_and_the_cluster_view() {
             "is before begin_date",
         ),
         (item(2, &in_days(1), &far), 400, "more than 366"),
-        (item(99, &today_text, &in_days(1)), 404, "unknown series"),
-        (item(3, &today_text, &in_days(1)), 409, "no trained model"),
+        (item(99, &after_last, &in_days(2)), 404, "unknown series"),
+        (item(3, &after_last, &in_days(2)), 409, "no trained model"),
         ("{not json".to_string(), 400, "must be a JSON list"),
     ];
     for (body, status, reason) in bad_requests {
@@ -247,38 +261,6 @@ fn health_readiness_metrics_and_the_cluster_view() {
     assert_eq!(empty.status, 400);
 }
 
-/// Loads `stores` synthetic stores into `url`'s database with the CLI.
-fn load_synthetic(dir: &std::path::Path, url: &str, stores: u32) {
-    let data_dir = dir.join("data");
-    for args in [
-        vec![
-            "dataset".to_string(),
-            "synth".to_string(),
-            "--stores".to_string(),
-            stores.to_string(),
-            "--days".to_string(),
-            "300".to_string(),
-            "--out".to_string(),
-            data_dir.display().to_string(),
-        ],
-        vec![
-            "load".to_string(),
-            data_dir.join("train.csv").display().to_string(),
-        ],
-    ] {
-        let output = support::storecast(dir)
-            .args(["--database-url", url])
-            .args(&args)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-}
-
 const TOKEN: &str = "test-token-1234";
 /// Longest a job of 3 synthetic series may take (debug build, 2 cores).
 const JOB_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
@@ -293,7 +275,7 @@ fn retrain_and_train_all_jobs_with_events_behind_the_token() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    load_synthetic(dir.path(), &url, 3);
+    support::load_synthetic(dir.path(), &url, 3, 300);
     let token = format!("gateway.token={TOKEN}");
     let (mut front, gateway) = start_with(dir.path(), &url, "front", "gateway", &[], &[&token]);
     let seed = front.address.clone();
@@ -379,6 +361,7 @@ fn retrain_and_train_all_jobs_with_events_behind_the_token() {
     );
     assert_eq!(started.json()["created"], true);
     let again = request_with(&gateway, "POST", retrain_path, &bearer(), None).json();
+    let retrain_jobs = if again["created"] == false { 1 } else { 2 };
     if again["created"] == false {
         assert_eq!(
             again["job_id"], job_id,
@@ -485,6 +468,70 @@ fn retrain_and_train_all_jobs_with_events_behind_the_token() {
         [1, 2, 1],
         "store 2 was retrained before: {stores}"
     );
+
+    // Store 2's versions, newest first, each with the node that trained it and its metrics;
+    // and the node that owns the series now, as the store list says.
+    let history = get(&gateway, "/api/stores/2/products/product_A/versions");
+    assert_eq!(history.status, 200, "{}", history.body);
+    let history = history.json();
+    let owner = stores[1]["products"][0]["owner"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        ["models-a", "models-b"].contains(&owner.as_str()),
+        "{stores}"
+    );
+    assert_eq!(history["owner"], owner.as_str());
+    let listed: Vec<i64> = history["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|version| version["version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(listed, [2, 1], "{history}");
+    for version in history["versions"].as_array().unwrap() {
+        assert_eq!(version["node"], owner.as_str(), "{history}");
+        let (mape, rmspe) = (
+            version["metrics"]["mape"].as_f64().unwrap(),
+            version["metrics"]["rmspe"].as_f64().unwrap(),
+        );
+        assert!(
+            mape > 0.0 && rmspe >= mape * 0.5 && rmspe < 5.0,
+            "{history}"
+        );
+    }
+    let newest = get(
+        &gateway,
+        "/api/stores/2/products/product_A/versions?limit=1",
+    )
+    .json();
+    assert_eq!(newest["versions"].as_array().unwrap().len(), 1);
+    for (path, status) in [
+        ("/api/stores/2/products/product_A/versions?limit=0", 400),
+        ("/api/stores/99/products/product_A/versions", 404),
+    ] {
+        let answer = get(&gateway, path);
+        assert_eq!(answer.status, status, "{path}: {}", answer.body);
+    }
+
+    // The jobs, newest first, a page at a time: the train-all, then the retrain.
+    let first_page = get(&gateway, "/api/jobs?limit=1").json();
+    assert_eq!(first_page["jobs"][0]["id"], train_all, "{first_page}");
+    assert_eq!(first_page["jobs"][0]["progress"], 1.0);
+    let before = first_page["next_before"].as_i64().expect("an older page");
+    let older = get(&gateway, &format!("/api/jobs?limit=5&before={before}")).json();
+    let older_jobs = older["jobs"].as_array().unwrap();
+    assert_eq!(older_jobs.len(), retrain_jobs, "{older}");
+    assert_eq!(older_jobs.last().unwrap()["id"], job_id, "{older}");
+    assert!(
+        older_jobs
+            .iter()
+            .all(|job| job["kind"] == "retrain" && job["store"] == 2),
+        "{older}"
+    );
+    assert!(older["next_before"].is_null(), "{older}");
+    assert_eq!(get(&gateway, "/api/jobs?limit=1000").status, 400);
 }
 
 #[test]
@@ -558,13 +605,20 @@ fn documented_routes_exist_pages_are_served_and_reads_can_be_protected() {
     }
     assert_eq!(get(&gateway, "/assets/nothing.js").status, 404);
 
-    // With gateway.protect_reads, the API's reads need the token too (header or query).
+    // With gateway.protect_reads, the API's reads need the token too, in the header; only
+    // an event stream (a browser's EventSource cannot set headers) may pass it in the query.
     assert_eq!(get(&gateway, "/api/stores").status, 401);
     assert_eq!(get(&gateway, "/health/livez").status, 200);
     let with_header = request_with(&gateway, "GET", "/api/stores", &bearer(), None);
     assert_eq!(with_header.status, 200, "{}", with_header.body);
     let with_query = get(&gateway, &format!("/api/stores?access_token={TOKEN}"));
-    assert_eq!(with_query.status, 200, "{}", with_query.body);
+    assert_eq!(with_query.status, 401, "{}", with_query.body);
+    let stream_by_query = get(
+        &gateway,
+        &format!("/api/jobs/1/events?access_token={TOKEN}"),
+    );
+    assert_eq!(stream_by_query.status, 404, "{}", stream_by_query.body);
+    assert_eq!(get(&gateway, "/api/jobs/1/events").status, 401);
     // A token in the query only opens reads; a forecast is a read needing it here too.
     let by_query = post(&gateway, &format!("/api/train?access_token={TOKEN}"), "");
     assert_eq!(by_query.status, 401, "{}", by_query.body);

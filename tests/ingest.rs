@@ -96,6 +96,131 @@ async fn malformed_messages_are_rejected_with_reasons_and_every_good_row_lands()
     }
 }
 
+/// A message with the text field `field` set to `value`.
+fn with_text(json: &str, field: &str, value: &str) -> String {
+    let mut object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(json).unwrap();
+    object.insert(field.to_string(), value.into());
+    serde_json::Value::Object(object).to_string()
+}
+
+/// The consumer lag a node reports, summed over its partitions, once its statistics have
+/// reported any partition.
+fn reported_lag(admin: &str) -> Option<i64> {
+    let scrape = support::http::get(admin, "/metrics");
+    let samples: Vec<i64> = scrape
+        .body
+        .lines()
+        .filter(|line| line.starts_with("storecast_ingest_consumer_lag_messages{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse().ok())
+        .collect();
+    (!samples.is_empty()).then(|| samples.iter().sum())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_the_database_would_refuse_never_stall_ingest() {
+    let Some(stream) = stream("ingest_poison", 2, false).await else {
+        return;
+    };
+    let mut node = stream.ingest_node("ingest-a");
+    let admin_line = node.wait_for_line("admin listening on").unwrap();
+    let admin = admin_line
+        .rsplit("address=")
+        .next()
+        .unwrap()
+        .trim()
+        .to_string();
+
+    // Messages that parse as JSON sales but do not fit PostgreSQL's columns: numbers beyond
+    // `integer`, a NUL character in text. One between every 100 good rows.
+    let good: Vec<(String, String)> = stream
+        .setup
+        .templates
+        .distinct("product_A", stream.setup.today, 1_000)
+        .collect();
+    let poison = [
+        ("sales", with_field(&good[0].1, "sales", 3_000_000_000)),
+        (
+            "customers",
+            with_field(&good[1].1, "customers", 2_147_483_648),
+        ),
+        (
+            "productname",
+            with_text(&good[2].1, "productname", "product_A\u{0}"),
+        ),
+        (
+            "productname",
+            with_text(&good[3].1, "productname", "nul\u{0}in the middle"),
+        ),
+        (
+            "sales",
+            with_field(&good[4].1, "sales", i64::from(u32::MAX)),
+        ),
+    ];
+    let mut messages = Vec::new();
+    let mut poison_sent = Vec::new();
+    for (index, message) in good.iter().enumerate() {
+        messages.push(message.clone());
+        if index % 100 == 99 {
+            let (field, payload) = &poison[poison_sent.len() % poison.len()];
+            messages.push(("poison".to_string(), payload.clone()));
+            poison_sent.push(*field);
+        }
+    }
+    let producer = kafka::producer(&stream.broker.address).unwrap();
+    let published = Instant::now();
+    publish(&producer, TOPIC, &messages, 0).await.unwrap();
+
+    let sum = wait_for_rows(&stream.setup.database, stream.setup.today, 1_000).await;
+    let landed = published.elapsed();
+    assert_eq!(
+        sum,
+        sales_sum(&good),
+        "every good row landed with its values"
+    );
+    assert!(
+        landed < Duration::from_secs(30),
+        "the good rows took {landed:?}"
+    );
+    let started = Instant::now();
+    let rejects = loop {
+        let rejects = stream.setup.database.ingest_rejects(100).await.unwrap();
+        if rejects.len() >= poison_sent.len() || started.elapsed() > LANDING_PATIENCE {
+            break rejects;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        rejects.len(),
+        poison_sent.len(),
+        "every poison message is a reject: {rejects:?}"
+    );
+    for reject in &rejects {
+        assert!(
+            poison
+                .iter()
+                .any(|(field, _)| reject.reason.contains(field)),
+            "the reason names the field: {}",
+            reject.reason
+        );
+    }
+
+    // The consumer is not stuck behind them: its lag (librdkafka's statistics, every few
+    // seconds) comes back to zero.
+    let started = Instant::now();
+    loop {
+        if reported_lag(&admin) == Some(0) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "lag stays at {:?}",
+            reported_lag(&admin)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_resumes_by_itself_after_the_broker_restarts() {
     let Some(mut stream) = stream("ingest_broker_restart", 2, true).await else {

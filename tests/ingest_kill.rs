@@ -8,12 +8,10 @@
 //!   from a committed offset mid-batch would lose the rest of that batch. The SQLite engine
 //!   stores one row per record and fetches from the exact offset: this test uses it;
 //! - its group coordinator removes a member whose session expired without moving the group
-//!   to a new generation, and then serves the old assignment
-//!   (`tansu-broker` `coordinator/group/administrator.rs`, `Formed::heartbeat` and
-//!   `Formed::sync`), so the survivor alone never gets the dead member's partitions. A member
-//!   that joins starts a new generation: the test starts a replacement node right after the
-//!   kill, as a supervisor restarting the dead process would. (Against Kafka the survivor
-//!   takes the partitions over by itself once the session times out.)
+//!   to a new generation, and then serves the old assignment (one of five faults of its
+//!   coordinator, written down with their evidence in `tests/ingest_rebalance.rs`, which
+//!   also tests how ingest heals from them). Here a replacement node starts right after the
+//!   kill, as a supervisor restarting the dead process would.
 
 mod support;
 

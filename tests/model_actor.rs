@@ -9,13 +9,14 @@ use chrono::NaiveDate;
 use ractor::{Actor, ActorRef};
 use std::time::Duration;
 use storecast::actors::model::{
-    ForecastRequest, ModelActor, ModelArguments, ModelMessage, TrainRequest,
+    ForecastRequest, InfoRequest, ModelActor, ModelArguments, ModelMessage, TrainOutcome,
+    TrainRequest, VersionInfo,
 };
 use storecast::cluster::placement::SeriesKey;
 use storecast::dataset::synth::{SynthOptions, generate};
 use storecast::forecast::profile::{Feature, Profile};
 
-use storecast::store::{Database, JobKind, NewJob};
+use storecast::store::{Database, JobKind, JobRef, NewJob};
 use storecast::training::TrainSettings;
 
 fn settings() -> Arc<TrainSettings> {
@@ -53,6 +54,8 @@ async fn start(database: &Database) -> ActorRef<ModelMessage> {
 
 async fn forecast_week(actor: &ActorRef<ModelMessage>) -> storecast::actors::model::ForecastReply {
     let request = ForecastRequest {
+        store: 2,
+        product: "product_A".to_string(),
         days: 7,
         traceparent: String::new(),
     };
@@ -61,8 +64,26 @@ async fn forecast_week(actor: &ActorRef<ModelMessage>) -> storecast::actors::mod
 
 fn request() -> TrainRequest {
     TrainRequest {
+        store: 2,
+        product: "product_A".to_string(),
+        job: None,
         traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_string(),
-        job_id: None,
+    }
+}
+
+fn info_request() -> InfoRequest {
+    InfoRequest {
+        store: 2,
+        product: "product_A".to_string(),
+        traceparent: String::new(),
+    }
+}
+
+/// The version a training answered with.
+fn trained(outcome: TrainOutcome) -> VersionInfo {
+    match outcome {
+        TrainOutcome::Trained(version) => version,
+        other => panic!("no version: {other:?}"),
     }
 }
 
@@ -93,10 +114,9 @@ async fn trainings_are_single_flight_and_forecasts_need_no_refit(database: Datab
     };
     let (first, second, third) = tokio::join!(train(), train(), train());
     let (first, second, third) = (first.unwrap(), second.unwrap(), third.unwrap());
-    assert_eq!(first.error, None);
-    assert_eq!(first.version.as_ref().unwrap().version, 1);
     assert_eq!(first, second);
     assert_eq!(first, third);
+    assert_eq!(trained(first).version, 1);
     assert_eq!(
         database
             .model_version_numbers(2, "product_A")
@@ -121,16 +141,16 @@ async fn trainings_are_single_flight_and_forecasts_need_no_refit(database: Datab
 
     // A new actor for the series (as after a move to another node) loads the latest version.
     let second_train = ractor::call_t!(actor, ModelMessage::Train, 60_000, request()).unwrap();
-    assert_eq!(second_train.version.unwrap().version, 2);
+    assert_eq!(trained(second_train).version, 2);
     actor.stop(None);
     let moved = start(&database).await;
-    let info = ractor::call_t!(moved, ModelMessage::Info, 10_000, request()).unwrap();
+    let info = ractor::call_t!(moved, ModelMessage::Info, 10_000, info_request()).unwrap();
     assert_eq!(info.version, 2);
     assert_eq!(info.profile, "weekly");
     assert!(!info.new_data);
     // Ingest stored newer sales: the version says so until the next training.
     moved.cast(ModelMessage::DataArrived).unwrap();
-    let info = ractor::call_t!(moved, ModelMessage::Info, 10_000, request()).unwrap();
+    let info = ractor::call_t!(moved, ModelMessage::Info, 10_000, info_request()).unwrap();
     assert!(info.new_data, "the actor knows newer sales exist");
 
     // A job's Train that joins a retrain in flight: one training, and it completes the task.
@@ -148,12 +168,16 @@ async fn trainings_are_single_flight_and_forecasts_need_no_refit(database: Datab
                 profile: "weekly",
                 slot: None,
                 stores: &[2],
+                traceparent: "",
             },
         )
         .await
         .unwrap();
     let for_job = TrainRequest {
-        job_id: Some(job_id),
+        job: Some(JobRef {
+            id: job_id,
+            kind: JobKind::TrainAll,
+        }),
         ..request()
     };
     let (manual, job) = tokio::join!(
@@ -162,7 +186,7 @@ async fn trainings_are_single_flight_and_forecasts_need_no_refit(database: Datab
     );
     let job = job.unwrap();
     assert_eq!(manual.unwrap(), job);
-    assert_eq!(job.version.unwrap().version, 3);
+    assert_eq!(trained(job).version, 3);
     let task = &database.job_tasks(job_id).await.unwrap()[0];
     assert_eq!(
         (task.state.as_str(), task.model_version),
@@ -170,8 +194,8 @@ async fn trainings_are_single_flight_and_forecasts_need_no_refit(database: Datab
     );
     // Asked again for the same job (as after a scheduler takeover): no new training.
     let again = ractor::call_t!(moved, ModelMessage::Train, 60_000, for_job).unwrap();
-    assert_eq!(again.version.unwrap().version, 3);
-    let info = ractor::call_t!(moved, ModelMessage::Info, 10_000, request()).unwrap();
+    assert_eq!(trained(again).version, 3);
+    let info = ractor::call_t!(moved, ModelMessage::Info, 10_000, info_request()).unwrap();
     assert!(!info.new_data, "the new version was trained on them");
     assert_eq!(
         database

@@ -90,10 +90,7 @@ async fn replacing_is_idempotent_and_keeps_other_products(database: Database) {
         product_a.total_sales,
         rows.iter().map(|row| i64::from(row.sales)).sum::<i64>()
     );
-    assert_eq!(
-        product_a.last_date,
-        Some(NaiveDate::from_ymd_opt(2026, 11, 28).unwrap())
-    );
+    assert_eq!(product_a.last_date, rows.iter().map(|row| row.date).max());
     assert_eq!(twice[1].rows, 10, "product_B untouched");
 
     // A smaller replacement removes what is no longer there.
@@ -191,6 +188,7 @@ fn metrics(value: f64) -> storecast::forecast::validation::Metrics {
         mape: value / 100.0,
         mae: value / 2.0,
         median_ae: value / 3.0,
+        rmspe: value / 90.0,
     }
 }
 
@@ -255,6 +253,26 @@ async fn registry_numbers_versions_per_series(database: Database) {
         NaiveDate::from_ymd_opt(2015, 6, 19).unwrap()
     );
     assert!((chrono::Utc::now() - latest.trained_at).num_seconds().abs() < 60);
+
+    // The history, newest first, with what each version was and where it was trained.
+    let history = database.version_history(1, "product_A", 10).await.unwrap();
+    let summary: Vec<(i32, &str)> = history
+        .iter()
+        .map(|version| (version.version, version.node.as_str()))
+        .collect();
+    assert_eq!(summary, vec![(2, "node-b"), (1, "node-a")]);
+    assert_eq!(history[0].metrics, metrics(120.5));
+    assert_eq!(history[0].trained_at, latest.trained_at);
+    assert_eq!(history[0].profile, latest.profile);
+    let newest = database.version_history(1, "product_A", 1).await.unwrap();
+    assert_eq!(newest, history[..1]);
+    assert!(
+        database
+            .version_history(3, "product_A", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn concurrent_trainings_never_share_a_version(database: Database) {
@@ -368,6 +386,7 @@ async fn lease_is_held_renewed_and_taken_over_only_when_expired(database: Databa
         profile: "default",
         slot: None,
         stores: &[1, 2, 3],
+        traceparent: "",
     };
     let refused = database.create_job(&first, &job).await.unwrap_err();
     assert!(
@@ -402,6 +421,7 @@ async fn jobs_fire_once_per_slot_and_resume_from_rows(database: Database) {
         profile: "default",
         slot: Some("train_all@2026-11-29T02:00Z"),
         stores: &[3, 1, 2],
+        traceparent: "",
     };
     let (id, created) = database.create_job(&fence, &weekly).await.unwrap();
     assert!(created);
@@ -533,7 +553,8 @@ async fn jobs_fire_once_per_slot_and_resume_from_rows(database: Database) {
     assert_eq!((job.succeeded, job.failed, job.running), (2, 1, 0));
     assert!(job.finished_at.is_some() && job.started_at.is_some());
     assert!(database.active_jobs().await.unwrap().is_empty());
-    assert_eq!(database.recent_jobs(5).await.unwrap(), vec![job]);
+    assert_eq!(database.jobs_before(None, 5).await.unwrap(), vec![job]);
+    assert!(database.jobs_before(Some(id), 5).await.unwrap().is_empty());
 }
 
 async fn one_task_gets_one_version_under_racing_trainings(database: Database) {
@@ -547,6 +568,7 @@ async fn one_task_gets_one_version_under_racing_trainings(database: Database) {
                 profile: "default",
                 slot: None,
                 stores: &[5],
+                traceparent: "",
             },
         )
         .await
@@ -585,8 +607,7 @@ async fn one_task_gets_one_version_under_racing_trainings(database: Database) {
 }
 
 async fn ingest_batches_upsert_and_replay_changes_nothing(database: Database) {
-    use storecast::ingest::message::Sale;
-    use storecast::store::ingest::Reject;
+    use storecast::ingest::message::{Reject, Sale};
     database
         .replace_sales("product_A", &sample_rows(2, 10))
         .await
@@ -714,21 +735,126 @@ async fn ingest_copies_new_rows_and_upserts_a_batch_that_meets_stored_ones(datab
     );
 }
 
+/// A sale the database cannot store becomes a reject of its message and the rest of the
+/// batch lands; without the origins to reject it by, the batch fails whole and nothing is
+/// written.
+async fn ingest_refused_rows_become_rejects_and_the_rest_lands(database: Database) {
+    use std::sync::Arc;
+    use storecast::ingest::message::{Origin, Sale};
+    database
+        .replace_sales("product_A", &sample_rows(2, 10))
+        .await
+        .unwrap();
+    let last = *database
+        .series_sales(1, "product_A")
+        .await
+        .unwrap()
+        .last()
+        .unwrap();
+    let sale = |store: u32, ahead: u64| {
+        let date = last.date + chrono::Days::new(ahead);
+        Sale {
+            product: "product_A".to_string(),
+            row: SalesRow {
+                store,
+                day_of_week: date.format("%u").to_string().parse().unwrap(),
+                date,
+                sales: 100 * store + ahead as u32,
+                ..last
+            },
+        }
+    };
+    let mut batch: Vec<Sale> = (1..=2)
+        .flat_map(|store| (1..=10).map(move |ahead| (store, ahead)))
+        .map(|(store, ahead)| sale(store, ahead))
+        .collect();
+    let good = batch.len();
+    let mut too_big = sale(1, 11);
+    too_big.row.sales = 3_000_000_000;
+    let mut nul = sale(2, 11);
+    nul.product = "product\u{0}A".to_string();
+    let mut bad_day = sale(1, 12);
+    bad_day.row.day_of_week = 9;
+    let mut bad = vec![
+        (too_big, "`sales`"),
+        (nul, "`productname`"),
+        (bad_day, "`dayofweek`"),
+    ];
+    if matches!(database, Database::Postgres(_)) {
+        // Nothing checks this before PostgreSQL does: the batch is split until it stands alone.
+        let mut ancient = sale(2, 12);
+        ancient.row.date = NaiveDate::from_ymd_opt(-5000, 1, 1).unwrap();
+        bad.push((ancient, "[SQLSTATE 22"));
+    }
+    // The bad ones among the good: the third, the ninth, ...
+    for (position, (sale, _)) in bad.iter().enumerate() {
+        batch.insert(2 + position * 6, sale.clone());
+    }
+    let origins: Vec<Origin> = (0..batch.len())
+        .map(|offset| Origin {
+            topic: Arc::from("sale_rossman_store"),
+            partition: 0,
+            offset: offset as i64,
+        })
+        .collect();
+
+    // Without origins: an error naming the row, and nothing written.
+    let error = database.write_ingest_batch(&batch, &[]).await.unwrap_err();
+    assert!(
+        error.to_string().contains("cannot store the sale of store"),
+        "{error}"
+    );
+    let stored = database.series_sales(1, "product_A").await.unwrap();
+    assert_eq!(stored.last().unwrap().date, last.date, "nothing landed");
+
+    let written = database
+        .write_ingest_batch_gated(&batch, &origins, &[], || Some(()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(written.rows, good as u64, "every good row landed");
+    assert_eq!(written.refused, bad.len() as u64);
+    assert_eq!(written.rejects, bad.len() as u64);
+    for store in [1, 2] {
+        let series = database.series_sales(store, "product_A").await.unwrap();
+        assert_eq!(
+            series.last().unwrap().date,
+            last.date + chrono::Days::new(10)
+        );
+        assert_eq!(series.last().unwrap().sales, 100 * store + 10);
+    }
+    let rejects = database.ingest_rejects(100).await.unwrap();
+    assert_eq!(rejects.len(), bad.len());
+    for (position, (sale, field)) in bad.iter().enumerate() {
+        let offset = (2 + position * 6) as i64;
+        let reject = rejects
+            .iter()
+            .find(|reject| reject.offset == offset)
+            .unwrap();
+        assert!(reject.reason.contains(field), "{field}: {}", reject.reason);
+        let payload: serde_json::Value = serde_json::from_slice(&reject.payload).unwrap();
+        assert_eq!(payload["store"], sale.row.store);
+    }
+}
+
+/// How long a retrain job may run before a new request takes it for abandoned.
+const ABANDON_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// A retrain of a series already retraining joins its job; the job ends with its outcome,
 /// and is not the scheduler's work.
 async fn retrain_jobs_join_and_end_with_their_outcome(database: Database) {
     let (first, created) = database
-        .start_retrain_job(4, "product_A", "default", "node-a")
+        .start_retrain_job(4, "product_A", "default", "node-a", ABANDON_AFTER, "")
         .await
         .unwrap();
     assert!(created);
     let (joined, created) = database
-        .start_retrain_job(4, "product_A", "default", "node-b")
+        .start_retrain_job(4, "product_A", "default", "node-b", ABANDON_AFTER, "")
         .await
         .unwrap();
     assert_eq!((joined, created), (first, false));
     let (other, created) = database
-        .start_retrain_job(5, "product_A", "default", "node-a")
+        .start_retrain_job(5, "product_A", "default", "node-a", ABANDON_AFTER, "")
         .await
         .unwrap();
     assert!(created && other != first, "another series, another job");
@@ -737,7 +863,7 @@ async fn retrain_jobs_join_and_end_with_their_outcome(database: Database) {
         "retrain jobs are not the scheduler's"
     );
     assert_eq!(
-        database.job_kind(first).await.unwrap(),
+        database.job(first).await.unwrap().map(|job| job.kind),
         Some(JobKind::Retrain)
     );
 
@@ -755,11 +881,11 @@ async fn retrain_jobs_join_and_end_with_their_outcome(database: Database) {
         .await
         .unwrap();
     assert_eq!(
-        database.job(first).await.unwrap().unwrap().state,
+        database.job(first).await.unwrap().unwrap().state.as_str(),
         "succeeded"
     );
     let (next, created) = database
-        .start_retrain_job(4, "product_A", "default", "node-a")
+        .start_retrain_job(4, "product_A", "default", "node-a", ABANDON_AFTER, "")
         .await
         .unwrap();
     assert!(created && next > first);
@@ -779,7 +905,7 @@ async fn retrain_jobs_join_and_end_with_their_outcome(database: Database) {
     // The registry completed the task, but the requester heard only an error: the version
     // stands.
     let (timed_out, _) = database
-        .start_retrain_job(6, "product_A", "default", "node-a")
+        .start_retrain_job(6, "product_A", "default", "node-a", ABANDON_AFTER, "")
         .await
         .unwrap();
     let task = TaskRef {
@@ -804,6 +930,7 @@ on_both_backends!(
     ingest_batches_upsert_and_replay_changes_nothing,
     retrain_jobs_join_and_end_with_their_outcome,
     ingest_copies_new_rows_and_upserts_a_batch_that_meets_stored_ones,
+    ingest_refused_rows_become_rejects_and_the_rest_lands,
     lease_is_held_renewed_and_taken_over_only_when_expired,
     jobs_fire_once_per_slot_and_resume_from_rows,
     one_task_gets_one_version_under_racing_trainings,

@@ -9,10 +9,11 @@ use chrono::NaiveDate;
 use storecast::dataset::rossmann::write_sales;
 use storecast::dataset::synth::{SynthOptions, generate};
 use storecast::dataset::window::recent_window;
+use storecast::forecast::model::{forecast_after, restore};
 use storecast::forecast::profile::{Feature, Profile};
 use storecast::forecast::series::Series;
 use storecast::store::Database;
-use storecast::training::{TrainSettings, forecast_after, restore, train_one, train_stores};
+use storecast::training::{TrainSettings, train_one, train_stores};
 
 /// Store 3 closes for months; store 5 is cut to a few days below.
 fn load_rows() -> Vec<storecast::dataset::SalesRow> {

@@ -5,27 +5,25 @@
 //! nothing: a scheduler that takes a job over may safely repeat it.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, pg};
 use ractor_cluster::RactorClusterMessage;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tracing::Instrument as _;
 
-use super::membership::MembershipMessage;
-use super::model_host::{ModelHostMessage, SeriesRequest, owner_host, placement};
+use super::client::{ClusterClient, ClusterError};
+use super::model::ForecastRequest;
 use crate::bincode_message_payload;
-use crate::cluster::placement::SeriesKey;
 use crate::store::{Database, ForecastRecord};
+use crate::telemetry;
 
 /// The process group every forecaster joins.
 pub const GROUP: &str = "storecast.forecaster";
 
 /// Forecast requests in flight at once, across all model nodes.
 const IN_FLIGHT: usize = 64;
-/// Longest one series' forecast may take.
-const FORECAST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Write the batch forecast of `stores` for the `days` after their data.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -58,7 +56,7 @@ pub struct Forecaster;
 
 pub struct ForecasterArguments {
     pub database: Database,
-    pub membership: ActorRef<MembershipMessage>,
+    pub client: ClusterClient,
 }
 
 impl Actor for Forecaster {
@@ -82,67 +80,70 @@ impl Actor for Forecaster {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let ForecasterMessage::WriteBatch(request, reply) = message;
-        let (database, membership) = (state.database.clone(), state.membership.clone());
+        let (database, client) = (state.database.clone(), state.client.clone());
+        let span = tracing::info_span!(
+            "forecaster batch",
+            otel.kind = "server",
+            job.id = request.job_id,
+            series = request.stores.len(),
+            days = request.days,
+        );
+        telemetry::follow(&span, &request.traceparent);
         // A batch takes seconds; the forecaster stays free to take the next one.
-        tokio::spawn(async move {
-            let answer = write_batch(&database, &membership, request)
-                .await
-                .unwrap_or_else(|error| BatchReply {
-                    error: Some(error),
-                    ..BatchReply::default()
-                });
-            let _ = reply.send(answer);
-        });
+        tokio::spawn(
+            async move {
+                let answer = write_batch(&database, &client, request)
+                    .await
+                    .unwrap_or_else(|error| BatchReply {
+                        error: Some(error),
+                        ..BatchReply::default()
+                    });
+                let _ = reply.send(answer);
+            }
+            .instrument(span),
+        );
         Ok(())
     }
 }
 
 async fn write_batch(
     database: &Database,
-    membership: &ActorRef<MembershipMessage>,
+    client: &ClusterClient,
     request: BatchRequest,
 ) -> Result<BatchReply, String> {
-    let view = ractor::call_t!(membership, MembershipMessage::GetView, 2_000)
-        .map_err(|error| format!("no member view: {error}"))?;
-    let keys: Vec<SeriesKey> = request
-        .stores
-        .iter()
-        .map(|store| SeriesKey::new(*store, request.product.clone()))
-        .collect();
-    let placement = placement(&view, &keys);
+    // Placed as every node places the product's series, so each request reaches the actor
+    // that already runs the series.
+    let routes = client
+        .routes(&request.product)
+        .await
+        .map_err(|error| error.to_string())?;
     let permits = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut forecasts = JoinSet::new();
-    for key in keys {
-        let host = owner_host(&placement, &key);
-        let permits = Arc::clone(&permits);
-        let series = SeriesRequest {
-            store: key.store,
-            product: key.product.clone(),
+    for &store in &request.stores {
+        let owner = routes.owner(store).map(str::to_string);
+        let (client, permits) = (client.clone(), Arc::clone(&permits));
+        let series = ForecastRequest {
+            store,
+            product: request.product.clone(),
             days: request.days,
             traceparent: request.traceparent.clone(),
-            job_id: None,
         };
-        forecasts.spawn(async move {
-            let _permit = permits.acquire_owned().await;
-            let Some((owner, host)) = host else {
-                return Err((series.store, "no live model host owns it".to_string()));
-            };
-            let store = series.store;
-            let call = host
-                .call(
-                    |port| ModelHostMessage::Forecast(series, port),
-                    Some(FORECAST_TIMEOUT),
-                )
-                .await;
-            match call {
-                Ok(ractor::rpc::CallResult::Success(answer)) => match answer.version {
-                    Some(version) => Ok((store, version.version, answer.points)),
-                    None => Err((store, answer.error.unwrap_or_default())),
-                },
-                Ok(other) => Err((store, format!("node {owner} did not answer: {other:?}"))),
-                Err(error) => Err((store, format!("node {owner} unreachable: {error}"))),
+        let span = tracing::Span::current();
+        forecasts.spawn(
+            async move {
+                let _permit = permits.acquire_owned().await;
+                let Some(owner) = owner else {
+                    return Err((store, "no live model host owns it".to_string()));
+                };
+                match client.forecast(&owner, series).await {
+                    Ok(forecast) => Ok((store, forecast.version.version, forecast.points)),
+                    // The reply lists failures by store already.
+                    Err(ClusterError::Failed { reason, .. }) => Err((store, reason)),
+                    Err(error) => Err((store, error.to_string())),
+                }
             }
-        });
+            .instrument(span),
+        );
     }
     let mut records = Vec::new();
     let mut reply = BatchReply::default();
@@ -150,15 +151,12 @@ async fn write_batch(
         match joined.map_err(|error| error.to_string())? {
             Ok((store, version, points)) => {
                 reply.series += 1;
-                records.extend(points.into_iter().map(|point| ForecastRecord {
+                records.extend(ForecastRecord::of_points(
                     store,
-                    product: request.product.clone(),
-                    date: point.date,
-                    yhat: point.yhat,
-                    lower: point.lower,
-                    upper: point.upper,
-                    model_version: version,
-                }));
+                    &request.product,
+                    version,
+                    &points,
+                ));
             }
             Err(failure) => reply.failed.push(failure),
         }

@@ -1,19 +1,65 @@
-//! The gateway actor: one per node with the `gateway` role. It binds `gateway.listen` and
-//! serves the HTTP gateway (`crate::web`) in a task; stopping the actor stops taking new
-//! connections and lets requests in flight finish, for up to 3 s (an event stream would
-//! otherwise hold the node until its job ends).
+//! The gateway actor: one per node with the `gateway` role. It runs the node's HTTP gateway
+//! for as long as the actor lives; stopping the actor stops the server.
+//!
+//! The HTTP servers a node runs (this one, and the admin listener every node runs) are built
+//! by `crate::web` and handed in as [`HttpServer`]s, so the actors do not depend on the web
+//! layer.
 
+use std::fmt;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use ractor_cluster::RactorMessage;
 
 use super::background::Background;
-use crate::web::{Gateway, router};
+use super::client::ClusterClient;
+use super::node::NodeStatus;
 
-/// How long a stopping gateway lets open requests finish.
-const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+/// What a node gives the HTTP servers it runs.
+#[derive(Clone)]
+pub struct ServerContext {
+    pub client: ClusterClient,
+    pub status: NodeStatus,
+}
+
+type StartServer =
+    dyn Fn(ServerContext) -> BoxFuture<'static, Result<Background, String>> + Send + Sync;
+
+/// Starts an HTTP server of the node: it binds, then serves in the background until
+/// stopped. The error says why it could not bind.
+#[derive(Clone)]
+pub struct HttpServer {
+    start: Arc<StartServer>,
+}
+
+impl HttpServer {
+    pub fn new(
+        start: impl Fn(ServerContext) -> BoxFuture<'static, Result<Background, String>>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        HttpServer {
+            start: Arc::new(start),
+        }
+    }
+
+    /// Binds and starts serving.
+    pub async fn start(&self, context: ServerContext) -> Result<Background, String> {
+        (self.start)(context).await
+    }
+}
+
+impl fmt::Debug for HttpServer {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("HttpServer")
+    }
+}
 
 pub struct GatewayArguments {
-    pub gateway: Gateway,
+    pub server: HttpServer,
+    pub context: ServerContext,
 }
 
 #[derive(RactorMessage)]
@@ -35,49 +81,7 @@ impl Actor for GatewayActor {
         _myself: ActorRef<Self::Msg>,
         arguments: GatewayArguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let settings = arguments.gateway.settings.clone();
-        let listener = tokio::net::TcpListener::bind(settings.listen)
-            .await
-            .map_err(|error| {
-                format!(
-                    "cannot listen on {} (gateway.listen): {error}",
-                    settings.listen
-                )
-            })?;
-        let address = listener.local_addr()?;
-        tracing::info!(%address, "gateway listening on http://{address}");
-        if settings.token_generated {
-            // The page reads the token from the address's fragment, which never reaches a
-            // server or a log on the way.
-            tracing::info!(
-                "web page: http://{address}/#token={} (a token made for this run: set gateway.token to choose one)",
-                settings.token
-            );
-        } else {
-            tracing::info!("web page: http://{address}/");
-        }
-        let app = router(arguments.gateway);
-        let server = Background::spawn(|mut stopped| async move {
-            let mut deadline = stopped.clone();
-            let shutdown = async move {
-                let _ = stopped.changed().await;
-            };
-            let serving = axum::serve(listener, app).with_graceful_shutdown(shutdown);
-            // Requests in flight get a moment to finish; an event stream could last as long
-            // as its job, so it is cut.
-            let grace = async move {
-                let _ = deadline.changed().await;
-                tokio::time::sleep(SHUTDOWN_GRACE).await;
-            };
-            tokio::select! {
-                served = serving => {
-                    if let Err(error) = served {
-                        tracing::error!(%error, "gateway server stopped");
-                    }
-                }
-                _ = grace => tracing::info!("gateway closed the connections still open"),
-            }
-        });
+        let server = arguments.server.start(arguments.context).await?;
         Ok(GatewayState { server })
     }
 

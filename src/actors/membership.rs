@@ -8,7 +8,11 @@
 //! 2. a peer silent for `failure_timeout` is declared down and its session closed, so the
 //!    others see it leave;
 //! 3. dial every seed and every departed peer that is not connected, with exponential
-//!    backoff per address, so a restarted or healed node rejoins by itself;
+//!    backoff per address, so a restarted or healed node rejoins by itself. Dials run in
+//!    tasks of their own (`cluster::transport::dial`, bounded by the handshake timeout), one
+//!    at a time per address, and report back as `Dialled`: an address that accepts and never
+//!    answers holds up neither this actor nor the heartbeat. A departed peer's address is
+//!    forgotten after [`MAX_DIAL_FAILURES`] failed dials in a row; seeds are dialled forever;
 //! 4. log the view whenever it changes and publish it as metrics (`storecast_cluster_members`,
 //!    `storecast_cluster_members_by_role`). `GetView` answers the current view.
 
@@ -19,10 +23,9 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent
 use ractor_cluster::{NodeServerMessage, RactorClusterMessage};
 
 use serde::{Deserialize, Serialize};
-use tokio_rustls::TlsConnector;
 
 use crate::cluster::member::{MemberInfo, MemberView, Role};
-use crate::cluster::tls;
+use crate::cluster::transport::{self, Dialler};
 use crate::metrics;
 
 /// The process group every node's membership actor joins.
@@ -34,15 +37,14 @@ pub struct Membership;
 /// How the membership actor is started.
 pub struct MembershipArguments {
     pub me: MemberInfo,
-    pub node_server: ActorRef<NodeServerMessage>,
     pub seeds: Vec<String>,
     pub heartbeat: Duration,
     pub failure_timeout: Duration,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
-    /// Dial over TLS with this connector. The node server then runs in isolated mode, so
-    /// this actor also dials the peers its peers know (see `Hello`).
-    pub tls: Option<TlsConnector>,
+    /// How peers are dialled. With TLS, the node server runs in isolated mode, so this actor
+    /// also dials the peers its peers know (see `Hello`).
+    pub dialler: Dialler,
 }
 
 /// A heartbeat's answer: who the peer is, and the nodes it sees (name, address).
@@ -54,6 +56,16 @@ pub struct Hello {
 
 crate::bincode_message_payload!(Hello);
 
+/// How one dial ended.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DialOutcome {
+    pub address: String,
+    /// Why it failed; `None` when the session authenticated.
+    pub error: Option<String>,
+}
+
+crate::bincode_message_payload!(DialOutcome);
+
 /// Messages of the membership actor; `Ping` and `GetView` cross the network.
 #[derive(RactorClusterMessage)]
 pub enum MembershipMessage {
@@ -64,6 +76,8 @@ pub enum MembershipMessage {
     Tick,
     /// A peer (by actor id, as text) answered our heartbeat.
     Answered(String, Hello),
+    /// A dial ended.
+    Dialled(DialOutcome),
     /// The live members.
     #[rpc]
     GetView(RpcReplyPort<MemberView>),
@@ -80,9 +94,15 @@ struct Peer {
 struct Dial {
     next_attempt: Instant,
     delay: Duration,
-    /// A failure was logged at info level; the next ones are debug until it answers.
-    reported: bool,
+    /// A dial to it is running.
+    in_flight: bool,
+    /// Failed dials since it last answered.
+    failures: u32,
 }
+
+/// Failed dials in a row after which a departed peer's address is forgotten (seeds never
+/// are). With the default backoff (0.2 s doubling to 5 s) that is about 40 seconds.
+pub const MAX_DIAL_FAILURES: u32 = 10;
 
 pub struct MembershipState {
     arguments: MembershipArguments,
@@ -165,7 +185,7 @@ impl Actor for Membership {
                 });
             }
             MembershipMessage::Answered(id, hello) => {
-                if state.arguments.tls.is_some() {
+                if state.arguments.dialler.tls.is_some() {
                     for (name, address) in hello.peers {
                         if name != state.arguments.me.name {
                             state.learned.insert(name, address);
@@ -173,7 +193,11 @@ impl Actor for Membership {
                     }
                 }
                 let info = hello.me;
-                if info.name.is_empty() || info.name == state.arguments.me.name {
+                if info.name == state.arguments.me.name {
+                    refuse_duplicate_name(&myself, &state.arguments.me, &info);
+                    return Ok(());
+                }
+                if info.name.is_empty() {
                     return Ok(());
                 }
                 if let Some(peer) = state.peers.get_mut(&id) {
@@ -195,8 +219,9 @@ impl Actor for Membership {
             MembershipMessage::Tick => {
                 heartbeat(&myself, state);
                 detect_failures(state).await;
-                dial(state).await;
+                dial(&myself, state).await;
             }
+            MembershipMessage::Dialled(outcome) => dialled(state, outcome),
             MembershipMessage::GetView(reply) => {
                 let _ = reply.send(state.view());
             }
@@ -244,6 +269,33 @@ impl Actor for Membership {
     }
 }
 
+/// Another live process answered a heartbeat with this node's name. Names must be unique
+/// (placement, the view and logs go by name): of the two, the one started later stops with
+/// an error saying why; the other warns and goes on. A restarted node never meets its
+/// predecessor here, as a dead process answers no heartbeat.
+fn refuse_duplicate_name(
+    myself: &ActorRef<MembershipMessage>,
+    me: &MemberInfo,
+    other: &MemberInfo,
+) {
+    let newer = (me.incarnation, &me.advertise) > (other.incarnation, &other.advertise);
+    if newer {
+        let reason = format!(
+            "another node named {} is live in the cluster (at {}): node names must be unique; \
+             set cluster.name on this node ({})",
+            me.name, other.advertise, me.advertise
+        );
+        tracing::error!("{reason}");
+        myself.stop(Some(reason));
+    } else {
+        tracing::warn!(
+            address = %other.advertise,
+            "a second node named {} tried to join; it stops, as the later one",
+            me.name
+        );
+    }
+}
+
 /// Pings every connected peer; answers come back as `Answered`.
 fn heartbeat(myself: &ActorRef<MembershipMessage>, state: &MembershipState) {
     for cell in pg::get_members(&GROUP.to_string()) {
@@ -282,7 +334,7 @@ async fn detect_failures(state: &mut MembershipState) {
         let Some(peer) = state.peers.remove(&id) else {
             continue;
         };
-        let session_name = close_session(&state.arguments.node_server, &id).await;
+        let session_name = close_session(&state.arguments.dialler.node_server, &id).await;
         // A peer that went silent before its first answer is named by its session.
         let name = peer
             .info
@@ -305,25 +357,22 @@ async fn close_session(node_server: &ActorRef<NodeServerMessage>, id: &str) -> O
             session
                 .actor
                 .stop(Some("failure detector: peer silent".to_string()));
-            // Session names read `name@host`.
-            name = session
-                .peer_name
-                .as_ref()
-                .map(|peer| peer.name.split('@').next().unwrap_or_default().to_string());
+            // Session names read `name#incarnation@host`.
+            name = session.peer_name.as_ref().map(|peer| {
+                let name = peer.name.split('@').next().unwrap_or_default();
+                name.split('#').next().unwrap_or_default().to_string()
+            });
         }
     }
     name
 }
 
-/// Longest one dial (TCP connect and, with TLS, the handshake) may take.
-const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// Dials seeds, departed peers and (with TLS) the nodes our peers see, when no session to
-/// them exists, with per-address backoff.
-async fn dial(state: &mut MembershipState) {
+/// Starts a dial to each seed, departed peer and (with TLS) node our peers see that has no
+/// session, is due after its backoff and has no dial running; each reports as `Dialled`.
+async fn dial(myself: &ActorRef<MembershipMessage>, state: &mut MembershipState) {
     let mut connected = state.connected_addresses();
     if let Ok(sessions) = ractor::call_t!(
-        state.arguments.node_server,
+        state.arguments.dialler.node_server,
         NodeServerMessage::GetSessions,
         1_000
     ) {
@@ -353,49 +402,52 @@ async fn dial(state: &mut MembershipState) {
         .into_iter()
         .filter(|address| *address != me.advertise && !connected.contains(address))
     {
-        let (min, max) = (state.arguments.reconnect_min, state.arguments.reconnect_max);
+        let min = state.arguments.reconnect_min;
         let entry = state.dials.entry(address.clone()).or_insert(Dial {
             next_attempt: now,
             delay: min,
-            reported: false,
+            in_flight: false,
+            failures: 0,
         });
-        if entry.next_attempt > now {
+        if entry.in_flight || entry.next_attempt > now {
             continue;
         }
-        entry.next_attempt = now + entry.delay;
-        entry.delay = (entry.delay * 2).min(max);
-        let node_server = &state.arguments.node_server;
-        let dialling = async {
-            match &state.arguments.tls {
-                None => ractor_cluster::client_connect(node_server, address.as_str())
-                    .await
-                    .map_err(|error| error.to_string()),
-                Some(connector) => match tls::server_name(&address) {
-                    Ok(name) => ractor_cluster::client_connect_enc(
-                        node_server,
-                        address.as_str(),
-                        connector.clone(),
-                        name,
-                    )
-                    .await
-                    .map_err(|error| error.to_string()),
-                    Err(error) => Err(error.to_string()),
-                },
-            }
-        };
-        // A peer that accepts the connection but never finishes the handshake must not hold
-        // this actor (and so the heartbeat) up.
-        let dialled = tokio::time::timeout(DIAL_TIMEOUT, dialling)
-            .await
-            .unwrap_or_else(|_| Err(format!("no handshake within {DIAL_TIMEOUT:?}")));
-        match dialled {
-            Ok(()) => tracing::debug!(%address, "dialled"),
-            Err(error) if !entry.reported => {
-                entry.reported = true;
-                tracing::info!(%address, %error, "cannot reach; retrying with backoff");
-            }
-            Err(error) => tracing::debug!(%address, %error, "cannot reach"),
-        }
+        entry.in_flight = true;
+        let (myself, dialler) = (myself.clone(), state.arguments.dialler.clone());
+        tokio::spawn(async move {
+            let error = transport::dial(&dialler, &address).await.err();
+            let _ = myself.cast(MembershipMessage::Dialled(DialOutcome { address, error }));
+        });
+    }
+}
+
+/// Books a dial's end: backoff from now, and a departed peer's address forgotten after too
+/// many failures in a row.
+fn dialled(state: &mut MembershipState, outcome: DialOutcome) {
+    let DialOutcome { address, error } = outcome;
+    let Some(entry) = state.dials.get_mut(&address) else {
+        return; // it answered a heartbeat meanwhile
+    };
+    entry.in_flight = false;
+    entry.next_attempt = Instant::now() + entry.delay;
+    entry.delay = (entry.delay * 2).min(state.arguments.reconnect_max);
+    let Some(error) = error else {
+        tracing::debug!(%address, "dialled");
+        entry.failures = 0;
+        return;
+    };
+    entry.failures += 1;
+    let failures = entry.failures;
+    if failures == 1 {
+        tracing::info!(%address, %error, "cannot reach; retrying with backoff");
+    } else {
+        tracing::debug!(%address, %error, failures, "cannot reach");
+    }
+    if failures >= MAX_DIAL_FAILURES && !state.arguments.seeds.contains(&address) {
+        state.dials.remove(&address);
+        state.known_addresses.retain(|_, known| *known != address);
+        state.learned.retain(|_, learned| *learned != address);
+        tracing::info!(%address, failures, "forgetting a departed peer's address: it stayed unreachable");
     }
 }
 
@@ -410,16 +462,16 @@ fn log_view_change(state: &mut MembershipState) {
 
 /// Publishes the view as metrics: members, members per role, and one more view change.
 fn record_view(view: &MemberView) {
-    metrics::set(metrics::CLUSTER_MEMBERS, &[], view.members.len() as f64);
+    let metrics = metrics::metrics();
+    metrics.cluster_size.set(view.members.len() as i64);
     for role in Role::ALL {
-        let count = view.with_role(role).len() as f64;
-        metrics::set(
-            metrics::CLUSTER_MEMBERS_BY_ROLE,
-            &[("role", role.name())],
-            count,
-        );
+        let labels = metrics::RoleLabels {
+            role: role.name().to_string(),
+        };
+        let count = view.with_role(role).len() as i64;
+        metrics.cluster_members.get_or_create(&labels).set(count);
     }
-    metrics::add(metrics::CLUSTER_VIEW_CHANGES, &[], 1.0);
+    metrics.cluster_view_changes.inc();
 }
 
 #[cfg(test)]
@@ -442,17 +494,17 @@ mod tests {
             ],
         });
         let text = metrics::render();
-        assert!(text.contains("storecast_cluster_members 3\n"), "{text}");
+        assert!(text.contains("storecast_cluster_size 3\n"), "{text}");
         assert!(
-            text.contains("storecast_cluster_members_by_role{role=\"models\"} 2\n"),
+            text.contains("storecast_cluster_members{role=\"models\"} 2\n"),
             "{text}"
         );
         assert!(
-            text.contains("storecast_cluster_members_by_role{role=\"scheduler\"} 1\n"),
+            text.contains("storecast_cluster_members{role=\"scheduler\"} 1\n"),
             "{text}"
         );
         assert!(
-            text.contains("storecast_cluster_members_by_role{role=\"gateway\"} 0\n"),
+            text.contains("storecast_cluster_members{role=\"gateway\"} 0\n"),
             "{text}"
         );
     }

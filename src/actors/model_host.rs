@@ -5,26 +5,25 @@
 //!
 //! Requests name a series; the host forwards them to its model actor from a task, so a long
 //! training never blocks the host. Hosts join the process group `storecast.model_host.<node>`,
-//! which is how other nodes find the host of a series' owner.
+//! which is how the cluster client ([`super::client`]) finds the host of a series' owner.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, pg};
 use ractor_cluster::RactorClusterMessage;
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
 use tokio::sync::{Notify, Semaphore};
 
 use super::model::{
-    ForecastReply, ForecastRequest, ModelActor, ModelArguments, ModelMessage, TrainReply,
-    TrainRequest, VersionInfo,
+    ForecastReply, ForecastRequest, InfoRequest, ModelActor, ModelArguments, ModelMessage,
+    TrainOutcome, TrainRequest, VersionInfo, record_outcome,
 };
 use crate::bincode_message_payload;
-use crate::cluster::member::{MemberView, Role};
-use crate::cluster::placement::{DEFAULT_LOAD_FACTOR, Placement, SeriesKey};
+use crate::cluster::placement::SeriesKey;
 use crate::metrics;
 use crate::store::Database;
 use crate::training::TrainSettings;
@@ -37,16 +36,10 @@ pub fn group(node: &str) -> String {
     format!("{GROUP_PREFIX}{node}")
 }
 
-/// A request about one series.
+/// Which series a host runs actors for.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SeriesRequest {
-    pub store: u32,
-    pub product: String,
-    /// Days to forecast (forecast requests only).
-    pub days: u32,
+pub struct HostedRequest {
     pub traceparent: String,
-    /// The job a training is a task of (train requests only).
-    pub job_id: Option<i64>,
 }
 
 /// The series a host runs actors for.
@@ -56,25 +49,32 @@ pub struct Hosted {
     pub series: Vec<(u32, String)>,
 }
 
-bincode_message_payload!(SeriesRequest, Hosted);
+/// Stores of one product.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stores {
+    pub product: String,
+    pub stores: Vec<u32>,
+}
+
+bincode_message_payload!(HostedRequest, Hosted, Stores);
 
 #[derive(RactorClusterMessage)]
 pub enum ModelHostMessage {
     #[rpc]
-    Train(SeriesRequest, RpcReplyPort<TrainReply>),
+    Train(TrainRequest, RpcReplyPort<TrainOutcome>),
     #[rpc]
-    Forecast(SeriesRequest, RpcReplyPort<ForecastReply>),
+    Forecast(ForecastRequest, RpcReplyPort<ForecastReply>),
     #[rpc]
-    Info(SeriesRequest, RpcReplyPort<VersionInfo>),
+    Info(InfoRequest, RpcReplyPort<VersionInfo>),
     #[rpc]
-    Hosted(SeriesRequest, RpcReplyPort<Hosted>),
+    Hosted(HostedRequest, RpcReplyPort<Hosted>),
     /// Stop the actors of series this node no longer owns (sent by the node on view changes).
-    Release(Vec<u32>, String),
+    Release(Stores),
     /// Start the actors of series this node now owns, so they are loaded before they are
     /// asked (sent by the node on view changes).
-    Adopt(Vec<u32>, String),
+    Adopt(Stores),
     /// New sales of these stores landed (sent by ingest); the actors running here learn it.
-    DataArrived(Vec<u32>, String),
+    DataArrived(Stores),
 }
 
 pub struct ModelHost;
@@ -84,6 +84,8 @@ pub struct ModelHostArguments {
     pub database: Database,
     pub settings: Arc<TrainSettings>,
     pub gate: Arc<TrainingGate>,
+    /// Longest a model actor may take to answer a forwarded request (`train.timeout_secs`).
+    pub training_timeout: Duration,
 }
 
 pub struct ModelHostState {
@@ -93,11 +95,9 @@ pub struct ModelHostState {
     /// The node's training pool: one permit per worker, shared by all its model actors.
     fits: Arc<Semaphore>,
     gate: Arc<TrainingGate>,
+    training_timeout: Duration,
     actors: HashMap<SeriesKey, ActorRef<ModelMessage>>,
 }
-
-/// Longest a forwarded request may take: a training of a long series included.
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(600);
 
 impl Actor for ModelHost {
     type Msg = ModelHostMessage;
@@ -116,6 +116,7 @@ impl Actor for ModelHost {
             fits: Arc::new(Semaphore::new(arguments.settings.workers.max(1))),
             settings: arguments.settings,
             gate: arguments.gate,
+            training_timeout: arguments.training_timeout,
             actors: HashMap::new(),
         })
     }
@@ -129,61 +130,68 @@ impl Actor for ModelHost {
         match message {
             ModelHostMessage::Train(request, reply) => {
                 let Some(pass) = state.gate.enter() else {
-                    let _ = reply.send(TrainReply {
-                        version: None,
-                        error: Some(format!(
-                            "{STOPPING} node {} takes no new training",
-                            state.node
-                        )),
-                    });
+                    let _ = reply.send(TrainOutcome::Refused(format!(
+                        "node {} is stopping and takes no new training",
+                        state.node
+                    )));
                     return Ok(());
                 };
-                let actor = actor_for(&myself, state, &request).await?;
-                let train = TrainRequest {
-                    traceparent: request.traceparent,
-                    job_id: request.job_id,
-                };
-                forward(
-                    actor,
-                    |port| ModelMessage::Train(train, port),
-                    reply,
-                    |reason| TrainReply {
-                        version: None,
-                        error: Some(reason),
-                    },
-                    Some(pass),
+                let actor = actor_for(&myself, state, request.key()).await?;
+                let (database, node, timeout) = (
+                    state.database.clone(),
+                    state.node.clone(),
+                    state.training_timeout,
                 );
+                tokio::spawn(async move {
+                    let (key, job) = (request.key(), request.job);
+                    let asked = ask(&actor, |port| ModelMessage::Train(request, port), timeout);
+                    let answer = match asked.await {
+                        Ok(outcome) => outcome,
+                        // Still training: the actor records the outcome when it ends.
+                        Err(Unanswered::Timeout) => TrainOutcome::Failed(format!(
+                            "the training did not end within {} s (train.timeout_secs)",
+                            timeout.as_secs()
+                        )),
+                        Err(Unanswered::Stopped(why)) => {
+                            // Nobody else will record how its training ended.
+                            let failed = TrainOutcome::Failed(format!(
+                                "the model actor stopped during the training: {why}"
+                            ));
+                            if let Some(job) = job
+                                && let Err(error) =
+                                    record_outcome(&database, &key, job, &failed, &node).await
+                            {
+                                tracing::warn!(store = key.store, job = job.id, %error, "cannot record a training's outcome");
+                            }
+                            failed
+                        }
+                    };
+                    let _ = reply.send(answer);
+                    drop(pass);
+                });
             }
             ModelHostMessage::Forecast(request, reply) => {
-                let actor = actor_for(&myself, state, &request).await?;
-                let forecast = ForecastRequest {
-                    days: request.days,
-                    traceparent: request.traceparent,
-                };
+                let actor = actor_for(&myself, state, request.key()).await?;
                 forward(
                     actor,
-                    |port| ModelMessage::Forecast(forecast, port),
+                    |port| ModelMessage::Forecast(request, port),
                     reply,
                     |reason| ForecastReply {
                         version: None,
                         points: Vec::new(),
                         error: Some(reason),
                     },
-                    None,
+                    state.training_timeout,
                 );
             }
             ModelHostMessage::Info(request, reply) => {
-                let actor = actor_for(&myself, state, &request).await?;
-                let info = TrainRequest {
-                    traceparent: request.traceparent,
-                    job_id: None,
-                };
+                let actor = actor_for(&myself, state, request.key()).await?;
                 forward(
                     actor,
-                    |port| ModelMessage::Info(info, port),
+                    |port| ModelMessage::Info(request, port),
                     reply,
                     |_| VersionInfo::default(),
-                    None,
+                    state.training_timeout,
                 );
             }
             ModelHostMessage::Hosted(_, reply) => {
@@ -198,7 +206,7 @@ impl Actor for ModelHost {
                     series,
                 });
             }
-            ModelHostMessage::Release(stores, product) => {
+            ModelHostMessage::Release(Stores { product, stores }) => {
                 for store in stores {
                     if let Some(actor) =
                         state.actors.remove(&SeriesKey::new(store, product.clone()))
@@ -207,25 +215,22 @@ impl Actor for ModelHost {
                     }
                 }
             }
-            ModelHostMessage::DataArrived(stores, product) => {
+            ModelHostMessage::DataArrived(Stores { product, stores }) => {
                 for store in stores {
                     if let Some(actor) = state.actors.get(&SeriesKey::new(store, product.clone())) {
                         let _ = actor.cast(ModelMessage::DataArrived);
                     }
                 }
             }
-            ModelHostMessage::Adopt(stores, product) => {
+            ModelHostMessage::Adopt(Stores { product, stores }) => {
                 for store in stores {
-                    let request = SeriesRequest {
-                        store,
-                        product: product.clone(),
-                        ..SeriesRequest::default()
-                    };
-                    actor_for(&myself, state, &request).await?;
+                    actor_for(&myself, state, SeriesKey::new(store, product.clone())).await?;
                 }
             }
         }
-        metrics::set(metrics::MODEL_ACTORS, &[], state.actors.len() as f64);
+        metrics::metrics()
+            .model_actors
+            .set(state.actors.len() as i64);
         Ok(())
     }
 
@@ -247,32 +252,51 @@ impl Actor for ModelHost {
     }
 }
 
-/// Forwards a request to a model actor from a task, so the host never waits on a training,
-/// and sends back the answer, or `failed(reason)` when the actor does not give one. A
-/// training holds its `pass` until it is answered.
+/// Forwards a request to a model actor from a task, so the host never waits on it, and
+/// sends back the answer, or `failed(reason)` when the actor does not give one.
 fn forward<Reply>(
     actor: ActorRef<ModelMessage>,
     request: impl FnOnce(RpcReplyPort<Reply>) -> ModelMessage + Send + 'static,
     reply: RpcReplyPort<Reply>,
     failed: impl FnOnce(String) -> Reply + Send + 'static,
-    pass: Option<TrainingPass>,
+    timeout: Duration,
 ) where
     Reply: Send + std::fmt::Debug + 'static,
 {
     tokio::spawn(async move {
-        let answer = match actor.call(request, Some(FORWARD_TIMEOUT)).await {
-            Ok(ractor::rpc::CallResult::Success(value)) => value,
-            Ok(other) => failed(format!("model actor did not answer: {other:?}")),
-            Err(error) => failed(format!("model actor unreachable: {error}")),
+        let answer = match ask(&actor, request, timeout).await {
+            Ok(value) => value,
+            Err(Unanswered::Timeout) => failed(format!(
+                "model actor did not answer within {} s",
+                timeout.as_secs()
+            )),
+            Err(Unanswered::Stopped(why)) => failed(format!("model actor stopped: {why}")),
         };
         let _ = reply.send(answer);
-        drop(pass);
     });
 }
 
-/// How a host's refusal to train while its node stops begins; the scheduler sends such a
-/// series again elsewhere without counting an attempt.
-pub const STOPPING: &str = "stopping:";
+/// Why a local model actor gave no answer.
+enum Unanswered {
+    /// It may still answer later.
+    Timeout,
+    /// It stopped: it never will.
+    Stopped(String),
+}
+
+/// Asks one of this host's model actors and waits up to `timeout`.
+async fn ask<Reply: Send + 'static>(
+    actor: &ActorRef<ModelMessage>,
+    request: impl FnOnce(RpcReplyPort<Reply>) -> ModelMessage,
+    timeout: Duration,
+) -> Result<Reply, Unanswered> {
+    match actor.call(request, Some(timeout)).await {
+        Ok(CallResult::Success(value)) => Ok(value),
+        Ok(CallResult::Timeout) => Err(Unanswered::Timeout),
+        Ok(CallResult::SenderError) => Err(Unanswered::Stopped("it dropped the request".into())),
+        Err(error) => Err(Unanswered::Stopped(error.to_string())),
+    }
+}
 
 /// The trainings a node runs, shared by its model host and its supervisor: on shutdown the
 /// supervisor closes the gate (new trainings are refused) and waits for those in flight.
@@ -332,13 +356,12 @@ impl TrainingGate {
     }
 }
 
-/// The actor of the request's series, started (and loaded from the registry) if needed.
+/// The actor of `key`'s series, started (and loaded from the registry) if needed.
 async fn actor_for(
     myself: &ActorRef<ModelHostMessage>,
     state: &mut ModelHostState,
-    request: &SeriesRequest,
+    key: SeriesKey,
 ) -> Result<ActorRef<ModelMessage>, ActorProcessingErr> {
-    let key = SeriesKey::new(request.store, request.product.clone());
     if let Some(actor) = state.actors.get(&key) {
         return Ok(actor.clone());
     }
@@ -357,24 +380,4 @@ async fn actor_for(
     tracing::debug!(store = key.store, product = %key.product, node = %state.node, "model actor activated");
     state.actors.insert(key, actor.clone());
     Ok(actor)
-}
-
-/// Placement of `keys` over the view's members with the `models` role.
-pub fn placement(view: &MemberView, keys: &[SeriesKey]) -> Placement {
-    let hosts: Vec<String> = view
-        .with_role(Role::Models)
-        .into_iter()
-        .map(|member| member.name.clone())
-        .collect();
-    Placement::compute(keys, &hosts, DEFAULT_LOAD_FACTOR)
-}
-
-/// The owner of `key` and its model host, if that host is in the process groups.
-pub fn owner_host(
-    placement: &Placement,
-    key: &SeriesKey,
-) -> Option<(String, ActorRef<ModelHostMessage>)> {
-    let owner = placement.owner(key)?.to_string();
-    let host = pg::get_members(&group(&owner)).into_iter().next()?;
-    Some((owner, host.into()))
 }

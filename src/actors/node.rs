@@ -5,6 +5,9 @@
 //! time, never silently dropped. A failed transport or membership actor stops the node,
 //! loudly: a node that cannot see the cluster must not pretend to be in it.
 //!
+//! The supervisor owns the node's [`ClusterClient`], made once the membership actor runs and
+//! handed to every role actor that reaches other nodes.
+//!
 //! Graceful stop (SIGTERM, Ctrl-C): stop taking work (the scheduler hands its lease over,
 //! the model host refuses new trainings), leave the membership group so peers see a
 //! departure and route elsewhere, finish the trainings in flight (up to a grace period; the
@@ -13,26 +16,27 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RactorErr, SupervisionEvent};
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 use ractor_cluster::node::NodeConnectionMode;
 use ractor_cluster::{IncomingEncryptionMode, NodeServer, NodeServerMessage, RactorMessage};
+use tokio::net::TcpListener;
 
+use super::background::Background;
+use super::client::ClusterClient;
 use super::forecaster::{Forecaster, ForecasterArguments};
-use super::gateway::{GatewayActor, GatewayArguments};
+use super::gateway::{GatewayActor, GatewayArguments, HttpServer, ServerContext};
 use super::ingest::{Ingest, IngestArguments, IngestSettings};
 use super::membership::{Membership, MembershipArguments, MembershipMessage};
-use super::model_host::{
-    ModelHost, ModelHostArguments, ModelHostMessage, SeriesRequest, TrainingGate, placement,
-};
+use super::model_host::{ModelHost, ModelHostArguments, Stores, TrainingGate};
 use super::scheduler::{Scheduler, SchedulerArguments, SchedulerSettings};
 use crate::cluster::member::{MemberInfo, MemberView, Role};
-use crate::cluster::placement::SeriesKey;
 use crate::cluster::tls::NodeTls;
+use crate::cluster::transport::{self, Dialler, Handshakes};
 use crate::store::Database;
 use crate::training::TrainSettings;
-use crate::web::{Gateway, GatewaySettings};
 
 /// Everything a node needs to start.
 #[derive(Debug, Clone)]
@@ -45,21 +49,70 @@ pub struct NodeSettings {
     pub failure_timeout: Duration,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
+    /// Longest an incoming connection may take to finish its handshake and authenticate.
+    pub handshake_timeout: Duration,
     /// TLS between nodes, when configured.
     pub tls: Option<NodeTls>,
-    /// What the data roles (models, scheduler, forecast) need; `None` on nodes without them.
+    /// Longest a training may take, wherever it is asked for (`train.timeout_secs`).
+    pub training_timeout: Duration,
+    /// The database: the series set the node's cluster client places, and the store of the
+    /// role actors. Every node with roles has one; a client member may.
+    pub database: Option<Database>,
+    /// What the role actors need; `None` on a member without roles (a client).
     pub services: Option<NodeServices>,
+    /// The admin listener (metrics and health), run whatever the roles; `None` on a client.
+    pub admin: Option<HttpServer>,
 }
 
-/// The database and settings of the roles that work on data.
+/// What the node's health endpoints report of the node itself: whether it is stopping, and
+/// its ingest's health.
+#[derive(Debug, Clone, Default)]
+pub struct NodeStatus {
+    draining: Arc<AtomicBool>,
+    /// What the node's ingest says of itself (`None`: no ingest role here).
+    ingest: Arc<std::sync::Mutex<Option<IngestHealth>>>,
+}
+
+/// The ingest role's health, for readiness to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestHealth {
+    /// Partitions of the topic no live ingest node consumes while messages wait on them.
+    pub stalled: bool,
+    /// In words: what it consumes, the group's lag, what is stalled and for how long.
+    pub detail: String,
+}
+
+impl NodeStatus {
+    /// The ingest role's last word on its health.
+    pub fn ingest(&self) -> Option<IngestHealth> {
+        self.ingest.lock().ok().and_then(|ingest| ingest.clone())
+    }
+
+    /// Records the ingest role's health (`None` when it stops).
+    pub fn set_ingest(&self, health: Option<IngestHealth>) {
+        if let Ok(mut ingest) = self.ingest.lock() {
+            *ingest = health;
+        }
+    }
+
+    /// The node was asked to stop: it takes no new work and will leave.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+}
+
+/// The settings of the role actors.
 #[derive(Debug, Clone)]
 pub struct NodeServices {
-    pub database: Database,
     pub train: Arc<TrainSettings>,
     pub scheduler: SchedulerSettings,
     pub ingest: IngestSettings,
-    /// How the HTTP gateway serves (`gateway` role).
-    pub gateway: GatewaySettings,
+    /// The HTTP server of the `gateway` role.
+    pub http: HttpServer,
 }
 
 /// How often a model host checks that it runs the series placed on it.
@@ -104,6 +157,8 @@ impl RoleActor {
 pub enum NodeMessage {
     /// The live member view, from the membership actor.
     View(ractor::RpcReplyPort<MemberView>),
+    /// The node's cluster client.
+    Client(ractor::RpcReplyPort<ClusterClient>),
     /// Timer: match the hosted model actors to placement.
     Rebalance,
     /// Start a role actor again after its backoff.
@@ -119,10 +174,18 @@ struct RoleSlot {
 pub struct NodeState {
     me: MemberInfo,
     membership: ActorRef<MembershipMessage>,
+    client: ClusterClient,
     node_server: ActorRef<NodeServerMessage>,
+    /// The cluster port's accept loop.
+    cluster_listener: Option<Background>,
+    database: Option<Database>,
     services: Option<NodeServices>,
     roles: HashMap<RoleActor, RoleSlot>,
-    model_host: Option<ActorRef<ModelHostMessage>>,
+    /// Whether the model host runs (the node rebalances its series only then).
+    hosting: bool,
+    status: NodeStatus,
+    /// The admin listener, stopped last.
+    admin: Option<Background>,
     /// Trainings in flight on this node, closed and drained on shutdown.
     trainings: Arc<TrainingGate>,
     /// What the last rebalance checked: the member view and how many series were hosted.
@@ -154,43 +217,84 @@ impl Actor for NodeSupervisor {
             ),
             None => (None, NodeConnectionMode::Transitive),
         };
+        // storecast accepts on the cluster port itself (see `cluster::transport`); the node
+        // server's own listener gets a loopback port nobody is told about.
+        let cluster_port = TcpListener::bind(settings.listen)
+            .await
+            .map_err(|error| format!("cannot listen on {}: {error}", settings.listen))?;
+        let bound = cluster_port.local_addr()?;
+        // The transport's name carries the incarnation: ractor_cluster takes a peer with this
+        // node's name for a connection to itself and drops it, which would hide a second
+        // process with the same name instead of letting membership refuse it.
         let server = NodeServer::new(
-            settings.listen.port(),
+            0,
             settings.cookie.clone(),
-            settings.me.name.clone(),
+            format!("{}#{}", settings.me.name, settings.me.incarnation),
             advertise_host,
             encryption,
             Some(mode),
         )
-        .with_listen_addr(settings.listen.ip());
+        .with_listen_addr(transport::INTERNAL_LISTEN);
         let (node_server, _) = Actor::spawn_linked(None, server, (), myself.get_cell()).await?;
+        // After the internal listener's own report of its port: peers are told the real one.
+        node_server.cast(NodeServerMessage::PortChanged { port: bound.port() })?;
+        let handshakes = Handshakes {
+            node_server: node_server.clone(),
+            tls: settings.tls.as_ref().map(|tls| tls.acceptor.clone()),
+            timeout: settings.handshake_timeout,
+        };
+        let cluster_listener =
+            Background::spawn(move |stop| transport::serve(cluster_port, handshakes, stop));
         let (membership, _) = Actor::spawn_linked(
             None,
             Membership,
             MembershipArguments {
                 me: settings.me.clone(),
-                node_server: node_server.clone(),
                 seeds: settings.seeds.clone(),
                 heartbeat: settings.heartbeat,
                 failure_timeout: settings.failure_timeout,
                 reconnect_min: settings.reconnect_min,
                 reconnect_max: settings.reconnect_max,
-                tls: settings.tls.as_ref().map(|tls| tls.connector.clone()),
+                dialler: Dialler {
+                    node_server: node_server.clone(),
+                    tls: settings.tls.as_ref().map(|tls| tls.connector.clone()),
+                    timeout: settings.handshake_timeout,
+                },
             },
             myself.get_cell(),
         )
         .await?;
+        let client = ClusterClient::new(
+            membership.clone(),
+            settings.database.clone(),
+            settings.training_timeout,
+        );
         let mut state = NodeState {
             me: settings.me.clone(),
             membership,
+            client,
             node_server,
+            cluster_listener: Some(cluster_listener),
+            database: settings.database.clone(),
             services: settings.services.clone(),
             roles: HashMap::new(),
-            model_host: None,
+            hosting: false,
+            status: NodeStatus::default(),
+            admin: None,
             trainings: Arc::new(TrainingGate::default()),
             last_rebalance: None,
         };
+        if let Some(admin) = &settings.admin {
+            let context = ServerContext {
+                client: state.client.clone(),
+                status: state.status.clone(),
+            };
+            state.admin = Some(admin.start(context).await?);
+        }
         if state.services.is_some() {
+            if state.database.is_none() {
+                return Err("a node with roles needs a database".into());
+            }
             let wanted = [
                 (Role::Models, RoleActor::ModelHost),
                 (Role::Ingest, RoleActor::Ingest),
@@ -211,7 +315,7 @@ impl Actor for NodeSupervisor {
                 }
             }
         }
-        if state.model_host.is_some() {
+        if state.hosting {
             myself.send_interval(REBALANCE_EVERY, || NodeMessage::Rebalance);
         }
         tracing::info!(node = %settings.me.name, listen = %settings.listen, advertise = %settings.me.advertise, "node started");
@@ -226,17 +330,20 @@ impl Actor for NodeSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             NodeMessage::View(reply) => {
-                let view = ractor::call_t!(state.membership, MembershipMessage::GetView, 2_000)
-                    .map_err(|error: RactorErr<MembershipMessage>| error.to_string())?;
-                let _ = reply.send(view);
+                // Without a view the caller hears nothing and gives up on its own time limit.
+                if let Ok(view) = state.client.view().await {
+                    let _ = reply.send(view);
+                }
+            }
+            NodeMessage::Client(reply) => {
+                let _ = reply.send(state.client.clone());
             }
             NodeMessage::Rebalance => {
-                if let (Some(host), Some(services)) = (&state.model_host, &state.services) {
+                if let (true, Some(services)) = (state.hosting, &state.services) {
                     let checked = rebalance(
                         &state.me,
-                        &state.membership,
-                        host,
-                        services,
+                        &state.client,
+                        &services.train.product,
                         state.last_rebalance.as_ref(),
                     )
                     .await;
@@ -262,6 +369,8 @@ impl Actor for NodeSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         let grace = Some(Duration::from_secs(2));
         let reason = || Some("node stopping".to_string());
+        // Readiness says so from now on.
+        state.status.start_draining();
         // 1. Stop taking work: the scheduler hands its lease over, the model host refuses
         //    new trainings.
         if let Some(scheduler) = state
@@ -295,7 +404,13 @@ impl Actor for NodeSupervisor {
                 let _ = actor.stop_and_wait(reason(), grace).await;
             }
         }
+        if let Some(mut cluster_listener) = state.cluster_listener.take() {
+            cluster_listener.stop().await;
+        }
         let _ = state.node_server.stop_and_wait(reason(), grace).await;
+        if let Some(mut admin) = state.admin.take() {
+            admin.stop().await;
+        }
         Ok(())
     }
 
@@ -335,7 +450,7 @@ async fn start_role(
     state: &mut NodeState,
     role: RoleActor,
 ) -> Result<(), ActorProcessingErr> {
-    let Some(services) = state.services.clone() else {
+    let (Some(services), Some(database)) = (state.services.clone(), state.database.clone()) else {
         return Ok(());
     };
     let supervisor = myself.get_cell();
@@ -343,12 +458,13 @@ async fn start_role(
         RoleActor::ModelHost => {
             let arguments = ModelHostArguments {
                 node: state.me.name.clone(),
-                database: services.database.clone(),
+                database,
                 settings: Arc::clone(&services.train),
                 gate: Arc::clone(&state.trainings),
+                training_timeout: state.client.training_timeout(),
             };
             let (host, _) = Actor::spawn_linked(None, ModelHost, arguments, supervisor).await?;
-            state.model_host = Some(host.clone());
+            state.hosting = true;
             // A fresh host runs nothing: the next rebalance adopts its series again.
             state.last_rebalance = None;
             host.get_cell()
@@ -356,8 +472,8 @@ async fn start_role(
         RoleActor::Scheduler => {
             let arguments = SchedulerArguments {
                 settings: services.scheduler.clone(),
-                database: services.database.clone(),
-                membership: state.membership.clone(),
+                database,
+                client: state.client.clone(),
             };
             let (scheduler, _) =
                 Actor::spawn_linked(None, Scheduler, arguments, supervisor).await?;
@@ -365,12 +481,11 @@ async fn start_role(
         }
         RoleActor::Gateway => {
             let arguments = GatewayArguments {
-                gateway: Gateway::new(
-                    services.database.clone(),
-                    state.membership.clone(),
-                    state.me.name.clone(),
-                    services.gateway.clone(),
-                ),
+                server: services.http.clone(),
+                context: ServerContext {
+                    client: state.client.clone(),
+                    status: state.status.clone(),
+                },
             };
             let (gateway, _) =
                 Actor::spawn_linked(None, GatewayActor, arguments, supervisor).await?;
@@ -379,15 +494,18 @@ async fn start_role(
         RoleActor::Ingest => {
             let arguments = IngestArguments {
                 settings: services.ingest.clone(),
-                database: services.database.clone(),
+                database,
+                client: state.client.clone(),
+                status: state.status.clone(),
+                node: state.me.name.clone(),
             };
             let (ingest, _) = Actor::spawn_linked(None, Ingest, arguments, supervisor).await?;
             ingest.get_cell()
         }
         RoleActor::Forecaster => {
             let arguments = ForecasterArguments {
-                database: services.database.clone(),
-                membership: state.membership.clone(),
+                database,
+                client: state.client.clone(),
             };
             let (forecaster, _) =
                 Actor::spawn_linked(None, Forecaster, arguments, supervisor).await?;
@@ -412,7 +530,7 @@ fn role_failed(
     };
     slot.actor = None;
     if role == RoleActor::ModelHost {
-        state.model_host = None;
+        state.hosting = false;
     }
     slot.failures.retain(|at| at.elapsed() < FAILURE_WINDOW);
     slot.failures.push(Instant::now());
@@ -450,34 +568,18 @@ fn restart_delay(failures: usize) -> Duration {
 /// checked, or `None` when it could not check.
 async fn rebalance(
     me: &MemberInfo,
-    membership: &ActorRef<MembershipMessage>,
-    host: &ActorRef<ModelHostMessage>,
-    models: &NodeServices,
+    client: &ClusterClient,
+    product: &str,
     last: Option<&(MemberView, usize)>,
 ) -> Option<(MemberView, usize)> {
-    let view = ractor::call_t!(membership, MembershipMessage::GetView, 1_000).ok()?;
-    let request = SeriesRequest::default();
-    let hosted = ractor::call_t!(host, ModelHostMessage::Hosted, 1_000, request).ok()?;
+    let view = client.view().await.ok()?;
+    let hosted = client.hosted(&me.name).await.ok()?;
     let checked = (view, hosted.series.len());
-    // The series list is read from the database only when something could have moved.
+    // Nothing can have moved while the view and the hosted count stay the same.
     if last == Some(&checked) {
         return Some(checked);
     }
-    let view = &checked.0;
-    let product = &models.train.product;
-    let stores = models.database.stores_with_sales(product).await.ok()?;
-    let keys: Vec<SeriesKey> = stores
-        .iter()
-        .map(|store| SeriesKey::new(*store, product.clone()))
-        .collect();
-    let placement = placement(view, &keys);
-    let owned: BTreeSet<u32> = stores
-        .iter()
-        .copied()
-        .filter(|store| {
-            placement.owner(&SeriesKey::new(*store, product.clone())) == Some(me.name.as_str())
-        })
-        .collect();
+    let owned = client.routes(product).await.ok()?.owned_by(&me.name);
     let hosted: BTreeSet<u32> = hosted
         .series
         .iter()
@@ -486,16 +588,20 @@ async fn rebalance(
         .collect();
     let moved: Vec<u32> = hosted.difference(&owned).copied().collect();
     let gained: Vec<u32> = owned.difference(&hosted).copied().collect();
+    let stores = |stores: Vec<u32>| Stores {
+        product: product.to_string(),
+        stores,
+    };
     if !moved.is_empty() {
         tracing::info!(
             count = moved.len(),
             "releasing series that moved to other nodes"
         );
-        let _ = host.cast(ModelHostMessage::Release(moved, product.clone()));
+        let _ = client.release(&me.name, stores(moved));
     }
     if !gained.is_empty() {
         tracing::info!(count = gained.len(), "adopting series placed on this node");
-        let _ = host.cast(ModelHostMessage::Adopt(gained, product.clone()));
+        let _ = client.adopt(&me.name, stores(gained));
     }
     Some(checked)
 }

@@ -9,8 +9,9 @@
 //!    Jobs also start on demand (`StartTrainAll`, from `storecast cluster train-all` or the
 //!    gateway).
 //! 3. **Train.** The oldest active job is resumed from its rows: every series not yet trained
-//!    goes to its model actor as a `Train` for the job's task, on the node placement gives
-//!    it, with at most `in_flight_per_worker` x that node's workers in flight there. A series
+//!    goes to its model actor as a `Train` for the job's task, on the node the cluster
+//!    client places it on, with at most `in_flight_per_worker` x that node's workers in
+//!    flight there. A series
 //!    whose node leaves the view goes back to pending and is sent to its new owner. The
 //!    registry completes a task in the transaction that adds its version and refuses a second
 //!    version for one task, so a takeover that sends a series twice never trains it twice
@@ -26,37 +27,39 @@ use chrono::Utc;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, pg};
 use ractor_cluster::RactorClusterMessage;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument as _;
 
-use super::forecaster::{self, BatchReply, BatchRequest, ForecasterMessage};
-use super::membership::MembershipMessage;
-use super::model_host::{self, ModelHostMessage, SeriesRequest, placement};
+use super::client::{ClusterClient, ClusterError};
+use super::forecaster::{BatchReply, BatchRequest};
+use super::model::{TrainOutcome, TrainRequest};
 use crate::bincode_message_payload;
 use crate::cluster::member::{MemberView, Role};
-use crate::cluster::placement::{Placement, SeriesKey};
 use crate::metrics;
 use crate::schedule::WeeklySlot;
-use crate::store::jobs::SCHEDULER_LEASE;
-use crate::store::{Database, Fence, Job, JobKind, NewJob, StoreError, TaskRef};
+use crate::store::{
+    Database, Fence, Job, JobKind, JobRef, JobState, NewJob, SCHEDULER_LEASE, StoreError, TaskRef,
+};
+use crate::telemetry;
 
 /// The process group every scheduler joins.
 pub const GROUP: &str = "storecast.scheduler";
 
-/// How often the scheduler renews its lease and looks at its job.
+/// How often the scheduler renews its lease and looks at its job, at most: a short lease is
+/// renewed three times per period.
 const TICK: Duration = Duration::from_secs(1);
 /// A weekly slot missed by up to this long (no scheduler alive) still fires.
 const MISSED_SLOT_GRACE: chrono::Duration = chrono::Duration::hours(6);
-/// Longest one series' training may take before the scheduler sends it again.
-const TRAIN_TIMEOUT: Duration = Duration::from_secs(1_800);
-/// Longest a batch of forecasts may take.
-const BATCH_TIMEOUT: Duration = Duration::from_secs(600);
 /// Progress of a running job is logged at most this often.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// How the scheduler runs jobs.
 #[derive(Debug, Clone)]
 pub struct SchedulerSettings {
-    /// This node's name: the lease holder.
+    /// This node's name.
     pub node: String,
+    /// This process as the lease holder: the name and the incarnation (`alpha#1764633600000`),
+    /// so two processes that share a name never both hold the lease.
+    pub holder: String,
     pub product: String,
     pub profile: String,
     /// Days of batch forecast a job writes.
@@ -70,7 +73,7 @@ pub struct SchedulerSettings {
 pub struct SchedulerArguments {
     pub settings: SchedulerSettings,
     pub database: Database,
-    pub membership: ActorRef<MembershipMessage>,
+    pub client: ClusterClient,
 }
 
 /// A request to start a train-all job.
@@ -94,8 +97,7 @@ pub struct TaskAnswer {
     pub job_id: i64,
     pub store: u32,
     pub attempt: i32,
-    pub version: Option<i32>,
-    pub error: Option<String>,
+    pub outcome: TrainOutcome,
 }
 
 /// The job's batch forecasts answered.
@@ -123,7 +125,7 @@ pub struct Scheduler;
 pub struct SchedulerState {
     settings: SchedulerSettings,
     database: Database,
-    membership: ActorRef<MembershipMessage>,
+    client: ClusterClient,
     view: MemberView,
     /// The lease while this scheduler leads.
     fence: Option<Fence>,
@@ -136,17 +138,16 @@ pub struct SchedulerState {
 struct RunningJob {
     id: i64,
     product: String,
-    stores: Vec<u32>,
     /// Series to send, by store.
     pending: BTreeSet<u32>,
     /// Series sent and not answered: the node and the attempt.
     in_flight: HashMap<u32, Dispatch>,
     /// Failed trainings per series (a node leaving or stopping is not the series' failure).
     failures: HashMap<u32, u32>,
-    /// Placement of the job's series, for the view it was computed from.
-    placement: Option<(MemberView, Placement)>,
     /// A batch of forecasts was asked for and has not answered.
     forecasting: bool,
+    /// The job's span on this scheduler: the parent of its dispatches and its batch.
+    span: tracing::Span,
     last_progress: Option<(Instant, i64)>,
 }
 
@@ -166,11 +167,12 @@ impl Actor for Scheduler {
         arguments: SchedulerArguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         pg::join(GROUP.to_string(), vec![myself.get_cell()]);
-        myself.send_interval(TICK, || SchedulerMessage::Tick);
+        let tick = TICK.min(arguments.settings.lease / 3);
+        myself.send_interval(tick, || SchedulerMessage::Tick);
         Ok(SchedulerState {
             settings: arguments.settings,
             database: arguments.database,
-            membership: arguments.membership,
+            client: arguments.client,
             view: MemberView::default(),
             fence: None,
             job: None,
@@ -186,8 +188,8 @@ impl Actor for Scheduler {
     ) -> Result<(), ActorProcessingErr> {
         let outcome = match message {
             SchedulerMessage::Tick => tick(&myself, state).await,
-            SchedulerMessage::StartTrainAll(_request, reply) => {
-                let answer = start_train_all(state, None)
+            SchedulerMessage::StartTrainAll(request, reply) => {
+                let answer = start_train_all(state, None, &request.traceparent)
                     .await
                     .unwrap_or_else(|error| JobReply {
                         error: Some(error.to_string()),
@@ -209,8 +211,8 @@ impl Actor for Scheduler {
             // The database may be away for a moment: the next tick tries again.
             Err(error) => tracing::warn!(%error, "scheduler step failed; retrying next tick"),
         }
-        let leading = if state.fence.is_some() { 1.0 } else { 0.0 };
-        metrics::set(metrics::SCHEDULER_LEADER, &[], leading);
+        let leading = i64::from(state.fence.is_some());
+        metrics::metrics().scheduler_leader.set(leading);
         Ok(())
     }
 
@@ -232,7 +234,7 @@ async fn tick(
     myself: &ActorRef<SchedulerMessage>,
     state: &mut SchedulerState,
 ) -> Result<(), StoreError> {
-    let Ok(view) = ractor::call_t!(state.membership, MembershipMessage::GetView, 2_000) else {
+    let Ok(view) = state.client.view().await else {
         return Ok(());
     };
     state.view = view;
@@ -251,7 +253,11 @@ async fn tick(
     }
     let taken = state
         .database
-        .acquire_lease(SCHEDULER_LEASE, &state.settings.node, state.settings.lease)
+        .acquire_lease(
+            SCHEDULER_LEASE,
+            &state.settings.holder,
+            state.settings.lease,
+        )
         .await?;
     match (&state.fence, taken) {
         (_, None) => {
@@ -263,7 +269,7 @@ async fn tick(
         }
         (Some(held), Some(fence)) if held.epoch == fence.epoch => {}
         (_, Some(fence)) => {
-            tracing::info!(node = %state.settings.node, epoch = fence.epoch, "leading the scheduler");
+            tracing::info!(node = %state.settings.node, holder = %state.settings.holder, epoch = fence.epoch, "leading the scheduler");
             // A new epoch: whatever was tracked is re-read from the rows.
             state.job = None;
             state.fence = Some(fence);
@@ -273,7 +279,7 @@ async fn tick(
         && let Some(due) = slot.due(Utc::now(), MISSED_SLOT_GRACE)
         && state.fired_slot.as_deref() != Some(due.as_str())
     {
-        let reply = start_train_all(state, Some(&due)).await?;
+        let reply = start_train_all(state, Some(&due), "").await?;
         if reply.created {
             tracing::info!(slot = %due, job = ?reply.job_id, "weekly train-all fired");
         }
@@ -282,10 +288,12 @@ async fn tick(
     work(myself, state).await
 }
 
-/// Creates a train-all job of every series with sales (or finds the active one).
+/// Creates a train-all job of every series with sales (or finds the active one); the job
+/// continues the trace of `traceparent`, its requester's.
 async fn start_train_all(
     state: &mut SchedulerState,
     slot: Option<&str>,
+    traceparent: &str,
 ) -> Result<JobReply, StoreError> {
     let Some(fence) = state.fence.clone() else {
         let leader = state
@@ -322,6 +330,7 @@ async fn start_train_all(
                 profile: &settings.profile,
                 slot,
                 stores: &stores,
+                traceparent,
             },
         )
         .await?;
@@ -372,7 +381,8 @@ async fn work(
             job.pending.insert(store);
         }
     }
-    dispatch(myself, &state.database, &state.settings, &fence, &view, job).await?;
+    let scheduler = (&state.database, &state.client, &state.settings);
+    dispatch(myself, scheduler, &fence, &view, job).await?;
     log_progress(&state.database, job).await?;
     if job.pending.is_empty() && job.in_flight.is_empty() && !job.forecasting {
         finish_training(myself, state, &fence).await?;
@@ -384,28 +394,35 @@ async fn work(
 async fn resume(database: &Database, fence: &Fence, job: &Job) -> Result<RunningJob, StoreError> {
     database.start_job(fence, job.id).await?;
     let tasks = database.job_tasks(job.id).await?;
-    let stores: Vec<u32> = tasks.iter().map(|task| task.store.unsigned_abs()).collect();
     let pending: BTreeSet<u32> = tasks
         .iter()
-        .filter(|task| task.state == "pending" || task.state == "running")
+        .filter(|task| task.state.is_active())
         .map(|task| task.store.unsigned_abs())
         .collect();
     tracing::info!(
         job = job.id,
-        series = stores.len(),
+        series = tasks.len(),
         to_train = pending.len(),
         phase = %job.phase,
         "running job"
     );
+    let span = tracing::info_span!(
+        parent: None,
+        "train-all job",
+        job.id = job.id,
+        product = %job.product,
+        series = tasks.len(),
+        to_train = pending.len(),
+    );
+    telemetry::follow(&span, &job.traceparent);
     Ok(RunningJob {
         id: job.id,
         product: job.product.clone(),
-        stores,
         pending,
         in_flight: HashMap::new(),
         failures: HashMap::new(),
-        placement: None,
         forecasting: false,
+        span,
         last_progress: None,
     })
 }
@@ -421,8 +438,7 @@ fn task_ref(job: &RunningJob, store: u32) -> TaskRef {
 /// Sends pending series to their owners while each owner has room.
 async fn dispatch(
     myself: &ActorRef<SchedulerMessage>,
-    database: &Database,
-    settings: &SchedulerSettings,
+    (database, client, settings): (&Database, &ClusterClient, &SchedulerSettings),
     fence: &Fence,
     view: &MemberView,
     job: &mut RunningJob,
@@ -430,14 +446,14 @@ async fn dispatch(
     if job.pending.is_empty() {
         return Ok(());
     }
-    if job.placement.as_ref().map(|(seen, _)| seen) != Some(view) {
-        let keys: Vec<SeriesKey> = job
-            .stores
-            .iter()
-            .map(|store| SeriesKey::new(*store, job.product.clone()))
-            .collect();
-        job.placement = Some((view.clone(), placement(view, &keys)));
-    }
+    let routes = match client.routes(&job.product).await {
+        Ok(routes) => routes,
+        Err(ClusterError::Store(error)) => return Err(error),
+        Err(error) => {
+            tracing::debug!(%error, "no placement yet; dispatching next tick");
+            return Ok(());
+        }
+    };
     let mut in_flight: HashMap<String, usize> = HashMap::new();
     for sent in job.in_flight.values() {
         *in_flight.entry(sent.node.clone()).or_default() += 1;
@@ -452,23 +468,16 @@ async fn dispatch(
         .collect();
     let candidates: Vec<u32> = job.pending.iter().copied().collect();
     for store in candidates {
-        let key = SeriesKey::new(store, job.product.clone());
-        let Some((_, placement)) = &job.placement else {
-            break;
-        };
-        let Some(owner) = placement.owner(&key).map(str::to_string) else {
+        let Some(owner) = routes.owner(store).map(str::to_string) else {
             break; // no model host at all
         };
         let used = in_flight.get(&owner).copied().unwrap_or(0);
         if used >= windows.get(owner.as_str()).copied().unwrap_or(0) {
             continue;
         }
-        let Some(host) = pg::get_members(&model_host::group(&owner))
-            .into_iter()
-            .next()
-        else {
+        if client.host(&owner).is_err() {
             continue; // its host has not shown up in the process groups yet
-        };
+        }
         let task = task_ref(job, store);
         job.pending.remove(&store);
         let Some(attempt) = database.claim_task(fence, &task, &owner).await? else {
@@ -482,50 +491,56 @@ async fn dispatch(
                 attempt,
             },
         );
-        send_train(myself, host.into(), job.id, key, attempt);
+        let span = tracing::info_span!(
+            parent: &job.span,
+            "dispatch",
+            store,
+            node = %owner,
+            attempt
+        );
+        send_train(myself, client, job, store, owner, attempt, span);
     }
     Ok(())
 }
 
-/// Sends one series' `Train` from a task; the answer comes back as `TaskAnswered`.
+/// Sends one series' `Train` from a task (in `span`); the answer comes back as
+/// `TaskAnswered`.
 fn send_train(
     myself: &ActorRef<SchedulerMessage>,
-    host: ActorRef<ModelHostMessage>,
-    job_id: i64,
-    key: SeriesKey,
+    client: &ClusterClient,
+    job: &RunningJob,
+    store: u32,
+    node: String,
     attempt: i32,
+    span: tracing::Span,
 ) {
-    let myself = myself.clone();
-    tokio::spawn(async move {
-        let request = SeriesRequest {
-            store: key.store,
-            product: key.product,
-            days: 0,
-            traceparent: String::new(),
-            job_id: Some(job_id),
-        };
-        let mut answer = TaskAnswer {
-            job_id,
-            store: key.store,
-            attempt,
-            ..TaskAnswer::default()
-        };
-        match host
-            .call(
-                |port| ModelHostMessage::Train(request, port),
-                Some(TRAIN_TIMEOUT),
-            )
-            .await
-        {
-            Ok(ractor::rpc::CallResult::Success(reply)) => {
-                answer.version = reply.version.map(|version| version.version);
-                answer.error = reply.error;
-            }
-            Ok(other) => answer.error = Some(format!("no answer: {other:?}")),
-            Err(error) => answer.error = Some(format!("model host unreachable: {error}")),
+    let (myself, client, job_id) = (myself.clone(), client.clone(), job.id);
+    let request = TrainRequest {
+        store,
+        product: job.product.clone(),
+        job: Some(JobRef {
+            id: job_id,
+            kind: JobKind::TrainAll,
+        }),
+        traceparent: String::new(),
+    };
+    tokio::spawn(
+        async move {
+            let outcome = match client.train(&node, request).await {
+                Ok(version) => TrainOutcome::Trained(version),
+                Err(ClusterError::Refused { reason, .. }) => TrainOutcome::Refused(reason),
+                Err(error) => TrainOutcome::Failed(error.to_string()),
+            };
+            let answer = TaskAnswer {
+                job_id,
+                store,
+                attempt,
+                outcome,
+            };
+            let _ = myself.cast(SchedulerMessage::TaskAnswered(answer));
         }
-        let _ = myself.cast(SchedulerMessage::TaskAnswered(answer));
-    });
+        .instrument(span),
+    );
 }
 
 async fn task_answered(
@@ -546,23 +561,30 @@ async fn task_answered(
         return Ok(());
     }
     job.in_flight.remove(&answer.store);
-    if answer.version.is_none() {
-        let error = answer.error.unwrap_or_else(|| "no version".to_string());
+    let (error, counts) = match answer.outcome {
+        TrainOutcome::Trained(_) => {
+            record_series("trained");
+            return work(myself, state).await;
+        }
+        TrainOutcome::Failed(error) => (error, true),
         // A node that stops refuses new trainings: not the series' fault.
-        let failures = job.failures.entry(answer.store).or_default();
-        if !error.starts_with(model_host::STOPPING) {
-            *failures += 1;
-        }
-        let give_up = *failures >= state.settings.max_attempts;
-        tracing::warn!(job = job.id, store = answer.store, attempt = answer.attempt, give_up, %error, "training failed");
-        let task = task_ref(job, answer.store);
-        state
-            .database
-            .release_task(&fence, &task, &error, give_up)
-            .await?;
-        if !give_up {
-            job.pending.insert(answer.store);
-        }
+        TrainOutcome::Refused(error) => (error, false),
+    };
+    let failures = job.failures.entry(answer.store).or_default();
+    if counts {
+        *failures += 1;
+    }
+    let give_up = *failures >= state.settings.max_attempts;
+    tracing::warn!(job = job.id, store = answer.store, attempt = answer.attempt, give_up, %error, "training failed");
+    let task = task_ref(job, answer.store);
+    state
+        .database
+        .release_task(&fence, &task, &error, give_up)
+        .await?;
+    if give_up {
+        record_series("failed");
+    } else {
+        job.pending.insert(answer.store);
     }
     work(myself, state).await
 }
@@ -579,7 +601,7 @@ async fn finish_training(
     let tasks = state.database.job_tasks(job.id).await?;
     let unfinished: BTreeSet<u32> = tasks
         .iter()
-        .filter(|task| task.state == "pending" || task.state == "running")
+        .filter(|task| task.state.is_active())
         .map(|task| task.store.unsigned_abs())
         .collect();
     if !unfinished.is_empty() {
@@ -588,7 +610,7 @@ async fn finish_training(
     }
     let trained: Vec<u32> = tasks
         .iter()
-        .filter(|task| task.state == "succeeded")
+        .filter(|task| task.state == JobState::Succeeded)
         .map(|task| task.store.unsigned_abs())
         .collect();
     if trained.is_empty() {
@@ -597,22 +619,13 @@ async fn finish_training(
             .database
             .finish_job(fence, job.id, false, Some(&error))
             .await?;
+        record_job_duration(state.database.job(job.id).await?.as_ref(), "failed");
         tracing::error!(job = job.id, %error, "job failed");
         state.job = None;
         return Ok(());
     }
     state.database.enter_forecasting(fence, job.id).await?;
-    let forecasters = pg::get_members(&forecaster::GROUP.to_string());
-    let local = forecasters
-        .iter()
-        .find(|cell| cell.get_id().is_local())
-        .or_else(|| forecasters.first());
-    let Some(forecaster) = local.cloned() else {
-        tracing::warn!(job = job.id, "no forecaster in the cluster yet; waiting");
-        return Ok(());
-    };
     job.forecasting = true;
-    let forecaster: ActorRef<ForecasterMessage> = forecaster.into();
     let request = BatchRequest {
         job_id: job.id,
         product: job.product.clone(),
@@ -620,30 +633,22 @@ async fn finish_training(
         days: state.settings.horizon_days,
         traceparent: String::new(),
     };
-    let (myself, job_id) = (myself.clone(), job.id);
-    tokio::spawn(async move {
-        let reply = match forecaster
-            .call(
-                |port| ForecasterMessage::WriteBatch(request, port),
-                Some(BATCH_TIMEOUT),
-            )
-            .await
-        {
-            Ok(ractor::rpc::CallResult::Success(reply)) => reply,
-            Ok(other) => BatchReply {
-                error: Some(format!("forecaster did not answer: {other:?}")),
-                ..BatchReply::default()
-            },
-            Err(error) => BatchReply {
-                error: Some(format!("forecaster unreachable: {error}")),
-                ..BatchReply::default()
-            },
-        };
-        let _ = myself.cast(SchedulerMessage::BatchAnswered(BatchAnswer {
-            job_id,
-            reply,
-        }));
-    });
+    let (myself, client, job_id) = (myself.clone(), state.client.clone(), job.id);
+    let span = tracing::info_span!(parent: &job.span, "batch forecasts", job.id = job_id);
+    tokio::spawn(
+        async move {
+            let reply = client
+                .write_batch(request)
+                .await
+                .unwrap_or_else(|error| BatchReply {
+                    error: Some(error.to_string()),
+                    ..BatchReply::default()
+                });
+            let answer = BatchAnswer { job_id, reply };
+            let _ = myself.cast(SchedulerMessage::BatchAnswered(answer));
+        }
+        .instrument(span),
+    );
     Ok(())
 }
 
@@ -664,11 +669,8 @@ async fn batch_answered(
         tracing::warn!(job = job.id, %error, "batch forecasts failed; retrying");
         return Ok(());
     }
-    let failed_training = state
-        .database
-        .job(job.id)
-        .await?
-        .map_or(0, |stored| stored.failed);
+    let stored = state.database.job(job.id).await?;
+    let failed_training = stored.as_ref().map_or(0, |stored| stored.failed);
     let mut problems = Vec::new();
     if failed_training > 0 {
         problems.push(format!("{failed_training} series failed to train"));
@@ -685,6 +687,7 @@ async fn batch_answered(
         .database
         .finish_job(&fence, job.id, true, error.as_deref())
         .await?;
+    record_job_duration(stored.as_ref(), "succeeded");
     tracing::info!(
         job = job.id,
         series = answer.reply.series,
@@ -696,6 +699,26 @@ async fn batch_answered(
     // The next job, if one waits.
     let _ = myself.cast(SchedulerMessage::Tick);
     Ok(())
+}
+
+/// Counts a series this scheduler finished for its job: `trained` or `failed`.
+fn record_series(outcome: &str) {
+    metrics::metrics()
+        .train_all_series
+        .get_or_create(&metrics::OutcomeLabels::new(outcome))
+        .inc();
+}
+
+/// Observes how long a finished job ran, from its first start.
+fn record_job_duration(job: Option<&Job>, outcome: &str) {
+    let Some(started_at) = job.and_then(|job| job.started_at) else {
+        return;
+    };
+    let seconds = (Utc::now() - started_at).as_seconds_f64().max(0.0);
+    metrics::metrics()
+        .train_all_duration
+        .get_or_create(&metrics::OutcomeLabels::new(outcome))
+        .observe(seconds);
 }
 
 /// Logs a running job's progress when it moved, at most every few seconds.
@@ -722,39 +745,4 @@ async fn log_progress(database: &Database, job: &mut RunningJob) -> Result<(), S
     }
     job.last_progress = Some((Instant::now(), finished));
     Ok(())
-}
-
-/// Why no train-all job could be started.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot start a train-all job: {0}")]
-pub struct TrainAllRefused(pub String);
-
-/// Asks the leading scheduler to start a train-all job, waiting up to `timeout` for one to
-/// lead. Returns the job's id and whether it is new (an active train-all job is returned
-/// instead of a second one).
-pub async fn request_train_all(timeout: Duration) -> Result<(i64, bool), TrainAllRefused> {
-    let started = Instant::now();
-    let mut last_error = "no scheduler in the cluster".to_string();
-    while started.elapsed() < timeout {
-        for scheduler in pg::get_members(&GROUP.to_string()) {
-            let scheduler: ActorRef<SchedulerMessage> = scheduler.into();
-            match ractor::call_t!(
-                scheduler,
-                SchedulerMessage::StartTrainAll,
-                30_000,
-                JobRequest::default()
-            ) {
-                Ok(JobReply {
-                    job_id: Some(id),
-                    created,
-                    ..
-                }) => return Ok((id, created)),
-                Ok(reply) => last_error = reply.error.unwrap_or_default(),
-                Err(error) => last_error = format!("scheduler unreachable: {error}"),
-            }
-        }
-        // Leadership is settling (a lease to take or expire): ask again shortly.
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    Err(TrainAllRefused(last_error))
 }

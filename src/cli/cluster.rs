@@ -1,29 +1,27 @@
-//! `storecast cluster status|retrain|forecast`: talk to a running cluster from the command
-//! line. The command joins the cluster through the seeds as a client (a member with no
-//! roles), routes the request to the model host of the series' owner, prints the answer and
-//! leaves.
+//! `storecast cluster status|retrain|forecast|train-all`: talk to a running cluster from the
+//! command line. The command joins the cluster through the seeds as a client (a member with
+//! no roles), sends the request through its cluster client (to the series' owner, or the
+//! scheduler), prints the answer and leaves. A retrain is a job, as through the API.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use ractor::{Actor, ActorRef};
+use ractor::Actor;
 
 use super::node::node_settings;
-use crate::actors::model_host::{ModelHostMessage, SeriesRequest, owner_host, placement};
+use crate::actors::client::ClusterClient;
+use crate::actors::model::{ForecastRequest, VersionInfo};
 use crate::actors::node::{NodeMessage, NodeSupervisor};
-use crate::actors::scheduler;
 use crate::cluster::member::{MemberView, Role};
 use crate::cluster::placement::SeriesKey;
 use crate::config::{Config, Override};
-use crate::store::{Database, Job};
+use crate::store::{Database, Job, JobPhase, JobState};
 
 use super::progress::ProgressLine;
 
 /// How long the client waits for a cluster with a model host to show up.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(20);
-/// Longest a retrain may take before the client gives up waiting.
-const TRAIN_TIMEOUT_MS: u64 = 600_000;
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
@@ -90,32 +88,46 @@ pub async fn run(command: ClusterCommand, config: &Config) -> anyhow::Result<()>
     if config.cluster.seeds.is_empty() {
         anyhow::bail!("no seeds to join through: pass --seeds HOST:PORT (or set cluster.seeds)");
     }
-    let settings = node_settings(&config.cluster, 0)?;
+    let mut settings = node_settings(config, 0)?;
+    // Placing a series needs the series set; the status needs no database.
+    if !matches!(command, ClusterCommand::Status(_)) {
+        settings.database = Some(Database::connect(&config.database).await?);
+    }
+    let database = settings.database.clone();
     let (node, handle) = Actor::spawn(None, NodeSupervisor, settings)
         .await
         .context("cannot start the cluster client")?;
     let outcome = async {
-        let view = wait_for_model_hosts(&node).await?;
-        match command {
-            ClusterCommand::Status(_) => status(&view).await,
-            ClusterCommand::Retrain(series) => retrain(config, &view, &series).await,
-            ClusterCommand::Forecast(series) => forecast(config, &view, &series).await,
-            ClusterCommand::TrainAll(args) => train_all(config, &args).await,
+        let client = ractor::call_t!(node, NodeMessage::Client, 2_000)
+            .context("the client node does not answer")?;
+        let view = wait_for_model_hosts(&client).await?;
+        match (command, database.clone()) {
+            (ClusterCommand::Status(_), _) => status(&client, &view).await,
+            (ClusterCommand::Retrain(series), Some(database)) => {
+                retrain(config, &client, &database, &series).await
+            }
+            (ClusterCommand::Forecast(series), Some(_)) => forecast(config, &client, &series).await,
+            (ClusterCommand::TrainAll(args), Some(database)) => {
+                train_all(&client, &database, &args).await
+            }
+            (_, None) => anyhow::bail!("no database connected"),
         }
     }
     .await;
     node.stop(Some("client done".to_string()));
     let _ = handle.await;
+    if let Some(database) = &database {
+        database.close().await;
+    }
     outcome
 }
 
 /// Waits until the view holds a model host and has not changed for a moment.
-async fn wait_for_model_hosts(node: &ActorRef<NodeMessage>) -> anyhow::Result<MemberView> {
+async fn wait_for_model_hosts(client: &ClusterClient) -> anyhow::Result<MemberView> {
     let started = Instant::now();
     let mut last: Option<(MemberView, Instant)> = None;
     loop {
-        let view = ractor::call_t!(node, NodeMessage::View, 2_000)
-            .context("the client node does not answer")?;
+        let view = client.view().await?;
         let has_hosts = !view.with_role(Role::Models).is_empty();
         match &last {
             Some((previous, since))
@@ -138,7 +150,7 @@ async fn wait_for_model_hosts(node: &ActorRef<NodeMessage>) -> anyhow::Result<Me
     }
 }
 
-async fn status(view: &MemberView) -> anyhow::Result<()> {
+async fn status(client: &ClusterClient, view: &MemberView) -> anyhow::Result<()> {
     let nodes: Vec<_> = view
         .members
         .iter()
@@ -152,16 +164,13 @@ async fn status(view: &MemberView) -> anyhow::Result<()> {
     }
     for member in nodes {
         let roles: Vec<&str> = member.roles.iter().map(|role| role.name()).collect();
-        let hosted = match pg_host(&member.name) {
-            Some(host) => ractor::call_t!(
-                host,
-                ModelHostMessage::Hosted,
-                5_000,
-                SeriesRequest::default()
-            )
-            .map(|hosted| format!("{} series active", hosted.series.len()))
-            .unwrap_or_else(|_| "model host not answering".to_string()),
-            None => "no model host".to_string(),
+        let hosted = if member.has_role(Role::Models) {
+            match client.hosted(&member.name).await {
+                Ok(hosted) => format!("{} series active", hosted.series.len()),
+                Err(_) => "model host not answering".to_string(),
+            }
+        } else {
+            "no model host".to_string()
         };
         println!(
             "  {} at {} [{}]: {hosted}",
@@ -173,84 +182,81 @@ async fn status(view: &MemberView) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn pg_host(node: &str) -> Option<ActorRef<ModelHostMessage>> {
-    ractor::pg::get_members(&crate::actors::model_host::group(node))
-        .into_iter()
-        .next()
-        .map(Into::into)
-}
-
-/// The owner of the store's series and its host.
-async fn route(
+/// Retrains one series as a job on its owner, as `POST .../retrain` does, and follows it.
+async fn retrain(
     config: &Config,
-    view: &MemberView,
-    store: u32,
-) -> anyhow::Result<(String, ActorRef<ModelHostMessage>)> {
-    let product = &config.load.product;
-    let database = Database::connect(&config.database).await?;
-    let stores = database.stores_with_sales(product).await?;
-    database.close().await;
-    let keys: Vec<SeriesKey> = stores
-        .into_iter()
-        .map(|store| SeriesKey::new(store, product.clone()))
-        .collect();
-    let key = SeriesKey::new(store, product.clone());
-    owner_host(&placement(view, &keys), &key)
-        .with_context(|| format!("no live model host owns store {store}"))
-}
-
-async fn retrain(config: &Config, view: &MemberView, series: &SeriesArgs) -> anyhow::Result<()> {
-    let (owner, host) = route(config, view, series.store).await?;
-    let request = SeriesRequest {
-        store: series.store,
-        product: config.load.product.clone(),
-        days: series.days,
-        traceparent: String::new(),
-        job_id: None,
-    };
-    let reply = ractor::call_t!(host, ModelHostMessage::Train, TRAIN_TIMEOUT_MS, request)
-        .map_err(|error| anyhow::anyhow!("node {owner} did not answer: {error}"))?;
-    match (reply.version, reply.error) {
-        (Some(version), _) => {
-            println!(
-                "store {} ({}): version {} trained on node {owner} (profile {}, CV MAPE {:.1}%)",
-                version.store,
-                version.product,
-                version.version,
-                version.profile,
-                100.0 * version.metrics.map_or(f64::NAN, |metrics| metrics.mape)
+    client: &ClusterClient,
+    database: &Database,
+    series: &SeriesArgs,
+) -> anyhow::Result<()> {
+    let key = SeriesKey::new(series.store, config.load.product.clone());
+    let started = client.start_retrain(key, &config.train.profile).await?;
+    let (version, node) = match started.answer {
+        Some(answer) => {
+            eprintln!(
+                "retrain job {} started on node {}",
+                started.job_id, started.owner
             );
-            Ok(())
+            let version = answer.await.context("the retrain's task stopped")??;
+            (version, started.owner)
         }
-        (None, error) => anyhow::bail!(
-            "store {}: {}",
-            series.store,
-            error.unwrap_or_else(|| "no answer".to_string())
-        ),
-    }
-}
-
-async fn forecast(config: &Config, view: &MemberView, series: &SeriesArgs) -> anyhow::Result<()> {
-    let (owner, host) = route(config, view, series.store).await?;
-    let request = SeriesRequest {
-        store: series.store,
-        product: config.load.product.clone(),
-        days: series.days,
-        traceparent: String::new(),
-        job_id: None,
-    };
-    let reply = ractor::call_t!(host, ModelHostMessage::Forecast, 60_000, request)
-        .map_err(|error| anyhow::anyhow!("node {owner} did not answer: {error}"))?;
-    let Some(version) = reply.version else {
-        anyhow::bail!(
-            "store {}: {}",
-            series.store,
-            reply.error.unwrap_or_else(|| "no answer".to_string())
-        );
+        None => {
+            eprintln!(
+                "store {} is already retraining (job {}); following it",
+                series.store, started.job_id
+            );
+            let job = follow_job(database, started.job_id).await?;
+            let task = database.job_tasks(job.id).await?.into_iter().next();
+            let (Some(task), JobState::Succeeded) = (task, job.state) else {
+                anyhow::bail!("{}", describe_job(&job));
+            };
+            let number = task.model_version.context("the job recorded no version")?;
+            let stored = database
+                .model_version(series.store, &config.load.product, number)
+                .await?
+                .context("the job's version is not in the registry")?;
+            let version = VersionInfo {
+                store: stored.store,
+                product: stored.product,
+                version: stored.version,
+                profile: stored.profile,
+                trained_from: Some(stored.trained_from),
+                trained_to: Some(stored.trained_to),
+                metrics: Some(stored.metrics),
+                new_data: false,
+            };
+            (version, task.node.unwrap_or(started.owner))
+        }
     };
     println!(
-        "store {} ({}): forecast by node {owner}, model {} version {}",
-        version.store, version.product, version.profile, version.version
+        "store {} ({}): version {} trained on node {node} (profile {}, CV MAPE {:.1}%)",
+        version.store,
+        version.product,
+        version.version,
+        version.profile,
+        100.0 * version.metrics.map_or(f64::NAN, |metrics| metrics.mape)
+    );
+    Ok(())
+}
+
+async fn forecast(
+    config: &Config,
+    client: &ClusterClient,
+    series: &SeriesArgs,
+) -> anyhow::Result<()> {
+    let key = SeriesKey::new(series.store, config.load.product.clone());
+    let owner = client.owner(&key).await?;
+    let request = ForecastRequest {
+        store: series.store,
+        product: config.load.product.clone(),
+        days: series.days,
+        traceparent: String::new(),
+    };
+    let forecast = client.forecast(&owner.node, request).await?;
+    let version = forecast.version;
+    println!(
+        "store {} ({}): forecast by node {}, model {} version {}",
+        version.store, version.product, owner.node, version.profile, version.version
     );
     if version.new_data {
         println!(
@@ -258,7 +264,7 @@ async fn forecast(config: &Config, view: &MemberView, series: &SeriesArgs) -> an
             version.store
         );
     }
-    for point in reply.points {
+    for point in forecast.points {
         println!(
             "{}  {:>8.0}  {:>8.0}  {:>8.0}",
             point.date, point.yhat, point.lower, point.upper
@@ -267,8 +273,12 @@ async fn forecast(config: &Config, view: &MemberView, series: &SeriesArgs) -> an
     Ok(())
 }
 
-async fn train_all(config: &Config, args: &TrainAllArgs) -> anyhow::Result<()> {
-    let (job_id, created) = scheduler::request_train_all(JOIN_TIMEOUT).await?;
+async fn train_all(
+    client: &ClusterClient,
+    database: &Database,
+    args: &TrainAllArgs,
+) -> anyhow::Result<()> {
+    let (job_id, created) = client.start_train_all(JOIN_TIMEOUT).await?;
     if created {
         println!("train-all job {job_id} started");
     } else {
@@ -277,12 +287,9 @@ async fn train_all(config: &Config, args: &TrainAllArgs) -> anyhow::Result<()> {
     if args.no_wait {
         return Ok(());
     }
-    let database = Database::connect(&config.database).await?;
-    let job = follow_job(&database, job_id).await;
-    database.close().await;
-    let job = job?;
+    let job = follow_job(database, job_id).await?;
     println!("{}", describe_job(&job));
-    if job.state != "succeeded" {
+    if job.state != JobState::Succeeded {
         anyhow::bail!("job {job_id} {}", job.state);
     }
     Ok(())
@@ -307,7 +314,7 @@ pub async fn follow_job(database: &Database, id: i64) -> anyhow::Result<Job> {
             );
             last_finished = Some(finished);
         }
-        if job.phase == "forecasting" && !forecasting_shown {
+        if job.phase == JobPhase::Forecasting && !forecasting_shown {
             eprintln!("writing batch forecasts");
             forecasting_shown = true;
         }

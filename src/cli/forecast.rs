@@ -5,9 +5,9 @@ use anyhow::Context as _;
 use clap::Args;
 
 use crate::config::{Config, Override};
+use crate::forecast::model::{forecast_after, restore};
 use crate::forecast::series::Series;
 use crate::store::Database;
-use crate::training::{forecast_after, restore};
 
 #[derive(Debug, Args)]
 pub struct ForecastArgs {

@@ -2,8 +2,10 @@
 //! does it.
 //!
 //! Steps: read and check the file (on the blocking pool: it is CPU work); keep the last
-//! `load.months` months and shift the dates so the last one is yesterday; replace the
-//! product's rows in one transaction. Running it twice on the same day leaves the same rows.
+//! `load.months` months and shift the dates by whole weeks so the last one falls within the
+//! last 7 days (the reference loader shifts by days, so the last one is yesterday, and moves
+//! every weekday; see `dataset::window`); replace the product's rows in one transaction.
+//! Running it twice on the same day leaves the same rows.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -32,7 +34,8 @@ pub struct LoadArgs {
     #[arg(long, value_name = "NAME")]
     pub product: Option<String>,
 
-    /// The day the loaded data ends on, YYYY-MM-DD [default: yesterday].
+    /// The data ends within the 7 days up to this date, YYYY-MM-DD; dates move by whole
+    /// weeks, so weekdays stay [default: yesterday].
     #[arg(long, value_name = "DATE")]
     pub last_day: Option<NaiveDate>,
 }
@@ -112,10 +115,10 @@ impl LoadReport {
             format!("last {months} months")
         };
         println!(
-            "kept {} rows of {} stores ({kept}: {source_first}..{source_last}), shifted {:+} days to {first}..{last}",
+            "kept {} rows of {} stores ({kept}: {source_first}..{source_last}), shifted {:+} weeks to {first}..{last} (weekdays kept)",
             thousands(self.window.rows.len() as u64),
             thousands(self.window.store_count() as u64),
-            self.window.shift_days,
+            self.window.shift_days / 7,
         );
         println!(
             "wrote {} rows of {} to {} in {}",

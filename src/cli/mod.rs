@@ -13,6 +13,7 @@ pub mod demo;
 pub mod forecast;
 pub mod load;
 pub mod node;
+pub mod probe;
 pub mod produce;
 pub mod progress;
 pub mod train;
@@ -80,6 +81,9 @@ pub enum Command {
     Dataset(dataset::DatasetCommand),
     /// Prints the effective configuration (defaults < --config file < STORECAST_* < flags).
     Config,
+    /// Asks a node's admin listener for /health/livez (or readyz); exit 1 unless it answers
+    /// 200. For container health checks.
+    Probe(probe::ProbeArgs),
 }
 
 impl Command {
@@ -93,7 +97,9 @@ impl Command {
             Command::Cluster(command) => command.config_overrides(),
             Command::Forecast(args) => args.config_overrides(),
             Command::Backtest(args) => args.config_overrides(),
-            Command::Demo(_) | Command::Dataset(_) | Command::Config => Vec::new(),
+            Command::Demo(_) | Command::Dataset(_) | Command::Config | Command::Probe(_) => {
+                Vec::new()
+            }
         }
     }
 }
@@ -125,13 +131,27 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
     flags.extend(cli.command.config_overrides());
     let config = Config::load(&Sources::from_process_env(cli.config.clone(), flags))?;
-    crate::telemetry::init_logging(&config.log.level)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    // The trace exporter sends on this runtime.
+    let telemetry = {
+        let _entered = runtime.enter();
+        crate::telemetry::init(
+            &config.log,
+            &config.telemetry,
+            &node::member_name(&config.cluster),
+        )?
+    };
+    if !config.ignored_env.is_empty() {
+        tracing::warn!(
+            variables = %config.ignored_env.join(", "),
+            "ignoring STORECAST_* variables that are Kubernetes service links, not configuration keys"
+        );
+    }
+    let outcome = runtime.block_on(async move {
         match cli.command {
             Command::Demo(args) => demo::run(args, &config).await,
             Command::Load(args) => load::run(args, &config).await,
@@ -143,8 +163,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Backtest(args) => backtest::run(args, &config).await,
             Command::Dataset(command) => dataset::run(command).await,
             Command::Config => config::run(&config),
+            Command::Probe(args) => probe::run(args, &config).await,
         }
-    })
+    });
+    // Before the runtime goes: the spans still queued leave on it.
+    telemetry.shutdown();
+    outcome
 }
 
 /// `1234567` as `1,234,567`, for counts people read.

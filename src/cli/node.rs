@@ -19,6 +19,9 @@ use crate::cluster::tls::NodeTls;
 use crate::config::{ClusterConfig, Config, Override};
 use crate::schedule::WeeklySlot;
 use crate::store::Database;
+use crate::web::admin::admin_server;
+use crate::web::connections::Limits;
+use crate::web::server::http_server;
 use crate::web::{GatewaySettings, random_token};
 
 /// Cookie used on loopback when none is configured: nodes on one machine only.
@@ -59,8 +62,8 @@ impl NodeArgs {
 }
 
 pub async fn run(_args: NodeArgs, config: &Config) -> anyhow::Result<()> {
-    let mut settings = node_settings(&config.cluster, config.train.worker_count())?;
-    settings.services = node_services(config, &settings.me).await?;
+    let mut settings = node_settings(config, config.train.worker_count())?;
+    node_services(config, &mut settings).await?;
     let name = settings.me.name.clone();
     let (node, mut handle) = Actor::spawn(None, NodeSupervisor, settings)
         .await
@@ -80,21 +83,20 @@ pub async fn run(_args: NodeArgs, config: &Config) -> anyhow::Result<()> {
     }
 }
 
-/// Connects the database and resolves the settings of the node's roles; a client (no
-/// roles) gets none.
-pub async fn node_services(
-    config: &Config,
-    me: &MemberInfo,
-) -> anyhow::Result<Option<NodeServices>> {
+/// Connects the database and resolves the settings of the node's roles into `settings`; a
+/// client (no roles) gets neither.
+pub async fn node_services(config: &Config, settings: &mut NodeSettings) -> anyhow::Result<()> {
     // Every role works on the data; a member without roles is a client.
-    if me.roles.is_empty() {
-        return Ok(None);
+    if settings.me.roles.is_empty() {
+        return Ok(());
     }
+    let name = settings.me.name.clone();
     let database = Database::connect(&config.database).await?;
     let mut train = super::train::settings(config)?;
-    train.node = me.name.clone();
+    train.node = name.clone();
     let scheduler = SchedulerSettings {
-        node: me.name.clone(),
+        node: name.clone(),
+        holder: format!("{name}#{}", settings.me.incarnation),
         product: train.product.clone(),
         profile: train.profile_name.clone(),
         horizon_days: train.horizon_days,
@@ -116,18 +118,7 @@ pub async fn node_services(
         retry_min: Duration::from_millis(ingest.retry_min_ms.max(1)),
         retry_max: Duration::from_millis(ingest.retry_max_ms.max(ingest.retry_min_ms.max(1))),
     };
-    let gateway_listen: SocketAddr = config
-        .gateway
-        .listen
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut addresses| addresses.next())
-        .with_context(|| {
-            format!(
-                "gateway.listen `{}` is not a host:port address",
-                config.gateway.listen
-            )
-        })?;
+    let gateway_listen = socket_address(&config.gateway.listen, "gateway.listen")?;
     let token_generated = config.gateway.token.trim().is_empty();
     let token = if token_generated {
         random_token().context("cannot make a gateway token (gateway.token is empty)")?
@@ -141,18 +132,44 @@ pub async fn node_services(
         protect_reads: config.gateway.protect_reads,
         request_timeout: Duration::from_millis(config.gateway.request_timeout_ms.max(1)),
         profile: train.profile_name.clone(),
+        limits: Limits {
+            max_connections: config.gateway.max_connections as usize,
+            header_read_timeout: Duration::from_millis(config.gateway.header_read_timeout_ms),
+            idle_timeout: Duration::from_millis(config.gateway.idle_timeout_ms),
+            ..Limits::default()
+        },
+        max_event_streams: config.gateway.max_event_streams as usize,
+        event_stream_lifetime: Duration::from_secs(config.gateway.event_stream_max_secs),
+        forecast_max_days: config.gateway.forecast_max_days,
+        forecast_concurrency: config.gateway.forecast_concurrency as usize,
     };
-    Ok(Some(NodeServices {
-        database,
+    // HTTP readers get a pool of their own: a flood of reads never starves the lease
+    // renewal, the scheduler or ingest.
+    let readers = database.readers(config.database.reader_connections);
+    settings.services = Some(NodeServices {
+        http: http_server(readers.clone(), name.clone(), gateway),
         train: Arc::new(train),
         scheduler,
         ingest,
-        gateway,
-    }))
+    });
+    let admin_listen = socket_address(&config.admin.listen, "admin.listen")?;
+    settings.admin = Some(admin_server(admin_listen, Some(readers), name));
+    settings.database = Some(database);
+    Ok(())
 }
 
-/// Resolves the cluster configuration into what the node supervisor needs.
-pub fn node_settings(cluster: &ClusterConfig, workers: usize) -> anyhow::Result<NodeSettings> {
+/// `text` as one socket address, or an error naming `key`.
+fn socket_address(text: &str, key: &str) -> anyhow::Result<SocketAddr> {
+    text.to_socket_addrs()
+        .ok()
+        .and_then(|mut addresses| addresses.next())
+        .with_context(|| format!("{key} `{text}` is not a host:port address"))
+}
+
+/// Resolves the cluster configuration into what the node supervisor needs (roles' services
+/// and database come from [`node_services`]).
+pub fn node_settings(config: &Config, workers: usize) -> anyhow::Result<NodeSettings> {
+    let cluster = &config.cluster;
     let listen: SocketAddr = cluster
         .listen
         .to_socket_addrs()
@@ -176,17 +193,28 @@ pub fn node_settings(cluster: &ClusterConfig, workers: usize) -> anyhow::Result<
     } else {
         cluster.advertise.clone()
     };
-    let name = if cluster.name.is_empty() {
-        format!("{}-{}", crate::training::node_name(), listen.port())
-    } else {
-        cluster.name.clone()
-    };
+    let name = member_name(cluster);
     let roles = cluster
         .roles
         .iter()
         .map(|role| Role::parse(role))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|error| anyhow::anyhow!("cluster.roles: {error}"))?;
+    let tls = NodeTls::load(&cluster.tls_cert, &cluster.tls_key, &cluster.tls_ca)?;
+    if tls.is_none() {
+        if cluster.require_tls {
+            anyhow::bail!(
+                "cluster.require_tls is set but TLS is not configured: set cluster.tls_cert, \
+                 cluster.tls_key and cluster.tls_ca"
+            );
+        }
+        if !listen.ip().is_loopback() {
+            tracing::warn!(
+                %listen,
+                "the cluster port listens beyond loopback without TLS: anyone on the network can read the cluster's traffic; set cluster.tls_cert, tls_key and tls_ca (and cluster.require_tls)"
+            );
+        }
+    }
     let incarnation = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_millis() as u64);
@@ -207,9 +235,25 @@ pub fn node_settings(cluster: &ClusterConfig, workers: usize) -> anyhow::Result<
         reconnect_max: Duration::from_millis(
             cluster.reconnect_max_ms.max(cluster.reconnect_min_ms),
         ),
-        tls: NodeTls::load(&cluster.tls_cert, &cluster.tls_key, &cluster.tls_ca)?,
+        handshake_timeout: Duration::from_millis(cluster.handshake_timeout_ms.max(1)),
+        tls,
+        training_timeout: config.train.timeout(),
+        database: None,
         services: None,
+        admin: None,
     })
+}
+
+/// This member's name: `cluster.name`, or the host's name and the cluster port.
+pub fn member_name(cluster: &ClusterConfig) -> String {
+    if !cluster.name.is_empty() {
+        return cluster.name.clone();
+    }
+    let port = cluster
+        .listen
+        .rsplit_once(':')
+        .map_or("0", |(_, port)| port);
+    format!("{}-{port}", crate::training::node_name())
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

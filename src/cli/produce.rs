@@ -219,7 +219,8 @@ async fn acknowledge(pending: &mut Vec<rdkafka::producer::DeliveryFuture>) -> an
     Ok(())
 }
 
-/// Today, as `storecast load` counts days (the loaded history ends yesterday).
+/// Today, as `storecast load` counts days: the day after `yesterday()`. The loaded history
+/// ends within the week before (it moves by whole weeks), so days in between may have no row.
 fn today() -> NaiveDate {
     yesterday()
         .checked_add_days(Days::new(1))

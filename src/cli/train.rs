@@ -104,10 +104,11 @@ pub async fn run(args: TrainArgs, config: &Config) -> anyhow::Result<()> {
                 / count
         };
         println!(
-            "cross-validation ({} splits), mean over series: RMSE {:.1}, MAPE {:.1}%, MAE {:.1}, median AE {:.1}",
+            "cross-validation ({} splits), mean over series: RMSE {:.1}, MAPE {:.1}%, RMSPE {:.1}%, MAE {:.1}, median AE {:.1}",
             crate::forecast::validation::SPLITS,
             mean(|m| m.rmse),
             100.0 * mean(|m| m.mape),
+            100.0 * mean(|m| m.rmspe),
             mean(|m| m.mae),
             mean(|m| m.median_ae)
         );

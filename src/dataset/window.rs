@@ -1,7 +1,9 @@
-//! What `storecast load` keeps of a data file, as the reference stack's loader does: the last
-//! N months before the file's last date, with every date shifted by the same number of days
-//! so that the last one becomes yesterday. The weekday column is recomputed from the shifted
-//! date, so it stays consistent with it.
+//! What `storecast load` keeps of a data file: as the reference stack's loader does, the last
+//! N months before the file's last date, with every date shifted by the same amount so the
+//! data looks recent. Unlike that loader, which shifts by days so the last date becomes
+//! yesterday, the shift is a whole number of weeks: the last date lands within the 7 days
+//! ending yesterday, and every row keeps its weekday. A store closed on Sundays is then still
+//! closed on Sundays, and a forecast's weekly pattern falls on the right days.
 
 use chrono::{Datelike, Months, NaiveDate, TimeDelta};
 
@@ -14,7 +16,7 @@ pub struct Window {
     pub rows: Vec<SalesRow>,
     /// First and last date kept, before shifting.
     pub source_span: (NaiveDate, NaiveDate),
-    /// Days added to every date.
+    /// Days added to every date: a multiple of 7.
     pub shift_days: i64,
 }
 
@@ -40,7 +42,8 @@ impl Window {
 }
 
 /// Keeps the last `months` months of `rows` (all of them when `months` is 0) and shifts the
-/// dates so that the last one is `last_day`. Two rows for one store and day are an error.
+/// dates by whole weeks so that the last one falls within the 7 days ending on `last_day`.
+/// Two rows for one store and day are an error.
 pub fn recent_window(
     mut rows: Vec<SalesRow>,
     months: u32,
@@ -75,7 +78,8 @@ pub fn recent_window(
     }
     let source_first = rows.iter().map(|row| row.date).min().unwrap_or(source_last);
 
-    let shift = last_day - source_last;
+    let weeks = (last_day - source_last).num_days().div_euclid(7);
+    let shift = TimeDelta::weeks(weeks);
     for row in &mut rows {
         row.date += shift;
         row.day_of_week = row.date.weekday().number_from_monday() as u8;
@@ -119,17 +123,18 @@ mod tests {
             row(1, "2015-02-28", 30),
             row(2, "2015-07-30", 40),
         ];
+        // 2015-07-31 is a Friday, 2026-11-28 a Saturday: the data ends on Friday the 27th.
         let window = recent_window(rows, 5, date("2026-11-28")).unwrap();
         assert_eq!(window.source_span, (date("2015-03-01"), date("2015-07-31")));
-        assert_eq!(window.span().1, date("2026-11-28"));
+        assert_eq!(window.span().1, date("2026-11-27"));
         let sales: Vec<u32> = window.rows.iter().map(|row| row.sales).collect();
         assert_eq!(
             sales,
             vec![20, 10, 40],
             "Feb 28 dropped; sorted by store, date"
         );
-        assert_eq!(window.rows[1].date, date("2026-11-28"));
-        assert_eq!(window.rows[2].date, date("2026-11-27"));
+        assert_eq!(window.rows[1].date, date("2026-11-27"));
+        assert_eq!(window.rows[2].date, date("2026-11-26"));
         assert!(
             window
                 .rows
@@ -137,6 +142,51 @@ mod tests {
                 .all(|row| row.day_of_week as u32 == row.date.weekday().number_from_monday())
         );
         assert_eq!(window.store_count(), 2);
+    }
+
+    #[test]
+    fn the_shift_is_whole_weeks_ending_within_the_last_seven_days() {
+        // A store closed on Sundays only, over four weeks ending on a Wednesday.
+        let first = date("2015-07-02");
+        let rows: Vec<SalesRow> = (0..27)
+            .map(|offset| {
+                let day = first + TimeDelta::days(offset);
+                let sales = if day.weekday() == chrono::Weekday::Sun {
+                    0
+                } else {
+                    100
+                };
+                row(1, &day.to_string(), sales)
+            })
+            .collect();
+        let source_last = rows.iter().map(|row| row.date).max().unwrap();
+        // Every weekday as the requested last day, before and after the file's own dates.
+        for requested in (0..14).map(|offset| date("2026-11-20") + TimeDelta::days(offset)) {
+            for target in [
+                requested,
+                date("2014-01-01") + TimeDelta::days(requested.ordinal0() as i64),
+            ] {
+                let window = recent_window(rows.clone(), 0, target).unwrap();
+                let last = window.span().1;
+                assert!(
+                    last <= target && target - last < TimeDelta::days(7),
+                    "asked for {target}, ends on {last}"
+                );
+                assert_eq!(last.weekday(), source_last.weekday(), "asked for {target}");
+                assert_eq!(window.shift_days % 7, 0);
+                for row in &window.rows {
+                    assert_eq!(
+                        row.date.weekday() == chrono::Weekday::Sun,
+                        row.sales == 0,
+                        "{row:?}"
+                    );
+                    assert_eq!(
+                        row.day_of_week as u32,
+                        row.date.weekday().number_from_monday()
+                    );
+                }
+            }
+        }
     }
 
     #[test]

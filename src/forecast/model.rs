@@ -25,9 +25,28 @@ use chrono::{NaiveDate, NaiveTime};
 use serde::{Deserialize, Serialize};
 
 use super::optimizer::{NativeOptimizer, canonical_column_order};
+use super::planner::{days_after, plan};
 use super::profile::{Mode, Profile, ProfileError};
 use super::series::{Day, Series, SeriesError};
 use crate::random::SplitMix64;
+
+/// Forecasts the `days` calendar days after the series' end, on planned days (what is known
+/// ahead of them: holidays, promotions, opening).
+pub fn forecast_after(
+    series: &Series,
+    model: &FittedModel,
+    days: u32,
+    seed: u64,
+) -> Result<Vec<ForecastPoint>, ModelError> {
+    let dates = days_after(series, days);
+    let calendar = series.extended(&plan(series, &dates))?;
+    model.forecast(&calendar, &dates, seed)
+}
+
+/// Restores a model from its encoded parameters (a registry entry's), without refitting.
+pub fn restore(params: &[u8]) -> Result<FittedModel, ModelError> {
+    FittedModel::restore(StoredModel::decode(params)?)
+}
 
 /// The fitted parameters of Prophet's model, coefficients in canonical column order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -19,6 +19,10 @@ pub struct Metrics {
     pub mape: f64,
     pub mae: f64,
     pub median_ae: f64,
+    /// Root mean square percentage error, as a fraction: Kaggle's Rossmann metric. Versions
+    /// registered before it was measured read as 0.
+    #[serde(default)]
+    pub rmspe: f64,
 }
 
 impl Metrics {
@@ -43,6 +47,13 @@ impl Metrics {
                 / count,
             mae: absolute.iter().sum::<f64>() / count,
             median_ae,
+            rmspe: (actual
+                .iter()
+                .zip(&errors)
+                .map(|(a, e)| (e / a).powi(2))
+                .sum::<f64>()
+                / count)
+                .sqrt(),
         }
     }
 
@@ -54,6 +65,7 @@ impl Metrics {
             mape: average(|m| m.mape),
             mae: average(|m| m.mae),
             median_ae: average(|m| m.median_ae),
+            rmspe: average(|m| m.rmspe),
         }
     }
 }
@@ -89,6 +101,7 @@ pub fn train(series: &Series, profile: &Profile, splits: usize) -> Result<Traine
     let mut scores = Vec::with_capacity(splits);
     for split in 0..splits {
         let train_end = first_train + split * test_size;
+        let _split = tracing::info_span!("cv split", split, train_days = train_end).entered();
         let test = &days[train_end..train_end + test_size];
         let model = FittedModel::fit_days(series, profile, &days[..train_end])?;
         let dates: Vec<_> = test.iter().map(|day| day.date).collect();
@@ -97,6 +110,7 @@ pub fn train(series: &Series, profile: &Profile, splits: usize) -> Result<Traine
         let predicted: Vec<f64> = forecast.iter().map(|point| point.yhat).collect();
         scores.push(Metrics::of(&actual, &predicted));
     }
+    let _final = tracing::info_span!("final fit", train_days = days.len()).entered();
     let model = FittedModel::fit_days(series, profile, &days)?;
     Ok(Trained {
         model,
@@ -128,6 +142,13 @@ mod tests {
         assert!((metrics.rmse - (1400.0f64 / 4.0).sqrt()).abs() < 1e-12);
         assert!((metrics.mape - (0.1 + 0.1 + 0.0 + 0.3) / 4.0).abs() < 1e-12);
         assert!((metrics.median_ae - 15.0).abs() < 1e-12);
+        let rmspe = ((0.01 + 0.01 + 0.0 + 0.09) / 4.0f64).sqrt();
+        assert!((metrics.rmspe - rmspe).abs() < 1e-12);
+        // A version registered before RMSPE was measured still reads.
+        let old: Metrics =
+            serde_json::from_str(r#"{"rmse": 1.0, "mape": 0.1, "mae": 1.0, "median_ae": 1.0}"#)
+                .unwrap();
+        assert_eq!(old.rmspe, 0.0);
     }
 
     /// Weekly seasonality and promotions: a well-posed model of the synthetic data.

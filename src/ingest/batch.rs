@@ -2,14 +2,16 @@
 //! to commit once both are stored. Pure, so what a batch holds is tested without a broker.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
-use super::message::{Sale, parse_sale};
-use crate::store::ingest::Reject;
+use super::message::{Origin, Reject, Sale, parse_sale};
 
 /// Messages consumed since the last commit.
 #[derive(Debug, Default)]
 pub struct Batch {
     pub sales: Vec<Sale>,
+    /// Where each sale came from (same order as `sales`), for a row the database refuses.
+    pub origins: Vec<Origin>,
     pub rejects: Vec<Reject>,
     /// Sales of stores not known when they arrived, with the reject each becomes if its
     /// store stays unknown (see [`Batch::resolve_unknown`]).
@@ -17,6 +19,8 @@ pub struct Batch {
     /// Next offset to commit per (topic, partition): the highest offset seen, plus one.
     pub next_offsets: BTreeMap<(String, i32), i64>,
     messages: usize,
+    /// The last topic seen, shared by the origins of its messages.
+    topic: Option<Arc<str>>,
 }
 
 impl Batch {
@@ -61,7 +65,18 @@ impl Batch {
             }
         };
         match parsed {
-            Ok(sale) if known.contains(&sale.row.store) => self.sales.push(sale),
+            Ok(sale) if known.contains(&sale.row.store) => {
+                let topic = match &self.topic {
+                    Some(shared) if **shared == *topic => shared.clone(),
+                    _ => self.topic.insert(Arc::from(topic)).clone(),
+                };
+                self.sales.push(sale);
+                self.origins.push(Origin {
+                    topic,
+                    partition,
+                    offset,
+                });
+            }
             Ok(sale) => {
                 let reason = format!(
                     "unknown store {}: no sales history (load or produce its history first)",
@@ -80,6 +95,11 @@ impl Batch {
         for (sale, reject) in std::mem::take(&mut self.unknown) {
             if known.contains(&sale.row.store) {
                 self.sales.push(sale);
+                self.origins.push(Origin {
+                    topic: Arc::from(reject.topic.as_str()),
+                    partition: reject.partition,
+                    offset: reject.offset,
+                });
             } else {
                 self.rejects.push(reject);
                 rejected += 1;
@@ -143,6 +163,12 @@ mod tests {
         batch.add(("sales", 0, 9), None, 8, &known);
         assert_eq!(batch.len(), 4);
         assert_eq!(batch.sales.len(), 2);
+        let origins: Vec<(&str, i32, i64)> = batch
+            .origins
+            .iter()
+            .map(|origin| (&*origin.topic, origin.partition, origin.offset))
+            .collect();
+        assert_eq!(origins, [("sales", 0, 10), ("sales", 1, 5)]);
         assert_eq!(batch.rejects.len(), 2);
         assert_eq!(batch.rejects[0].payload, b"{broken ", "cut to the limit");
         assert_eq!(
@@ -173,6 +199,8 @@ mod tests {
         let rejected = batch.resolve_unknown(&BTreeSet::from([1, 7]));
         assert_eq!(rejected, 1);
         assert_eq!(batch.sales.len(), 2);
+        assert_eq!(batch.origins.len(), 2);
+        assert_eq!((batch.sales[1].row.store, batch.origins[1].offset), (7, 3));
         assert_eq!(batch.rejects[0].offset, 2);
         assert!(batch.rejects[0].reason.starts_with("unknown store 9999"));
         assert_eq!(batch.rejects[0].payload, message(9999));

@@ -2,6 +2,7 @@
 //! that commits offsets by hand, only after its batch is stored), the producer, and topic
 //! creation. Only librdkafka settings live here; what is done with messages is elsewhere.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -10,10 +11,15 @@ use rdkafka::ClientConfig;
 use rdkafka::ClientContext;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::FutureProducer;
+use rdkafka::statistics::Statistics;
+use rdkafka::{Offset, TopicPartitionList};
 use tokio::runtime::RuntimeFlavor;
+
+use super::coverage::PartitionLag;
+use crate::metrics;
 
 /// Why a Kafka client could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -109,12 +115,32 @@ impl RebalanceWatch {
     }
 }
 
-/// The ingest consumer's context: logs rebalances and counts revocations.
+/// The ingest consumer's context: logs rebalances, counts revocations, and publishes the
+/// consumer's lag per partition from librdkafka's statistics.
 pub struct IngestContext {
     watch: RebalanceWatch,
 }
 
-impl ClientContext for IngestContext {}
+impl ClientContext for IngestContext {
+    fn stats(&self, statistics: Statistics) {
+        let lag = &metrics::metrics().ingest_consumer_lag;
+        // Partitions this member no longer fetches drop out of the gauge.
+        lag.clear();
+        for (topic, stats) in &statistics.topics {
+            for partition in stats.partitions.values() {
+                // -1 is librdkafka's internal partition; a lag of -1 is not known yet.
+                if partition.partition < 0 || partition.consumer_lag < 0 {
+                    continue;
+                }
+                let labels = metrics::PartitionLabels {
+                    topic: topic.clone(),
+                    partition: partition.partition,
+                };
+                lag.get_or_create(&labels).set(partition.consumer_lag);
+            }
+        }
+    }
+}
 
 impl ConsumerContext for IngestContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -140,12 +166,20 @@ impl ConsumerContext for IngestContext {
 pub type IngestConsumer = StreamConsumer<IngestContext>;
 
 /// Settings shared by every client: IPv4 loopback names resolve the same way everywhere.
+/// `STORECAST_KAFKA_DEBUG` (librdkafka's `debug` contexts, such as `cgrp,topic`) turns on
+/// librdkafka's debug log, for investigating a broker's behaviour.
 fn base_config(brokers: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", brokers)
         .set("broker.address.family", "v4")
         .set("log_level", "4");
+    if let Some(debug) = std::env::var("STORECAST_KAFKA_DEBUG")
+        .ok()
+        .filter(|debug| !debug.trim().is_empty())
+    {
+        config.set("debug", debug.trim()).set("log_level", "7");
+    }
     config
 }
 
@@ -158,6 +192,9 @@ pub const FETCH_WAIT_MAX_MS: u32 = 100;
 /// its thresholds. Its 1,000 ms default made a busy consumer idle most of the time: measured
 /// on the test broker, 150,000 messages/s with it and 665,000 with 10 ms.
 pub const FETCH_QUEUE_BACKOFF_MS: u32 = 10;
+
+/// How often librdkafka reports the consumer's statistics (its lag per partition).
+const STATISTICS_INTERVAL_MS: u32 = 5_000;
 
 /// A consumer-group member of `group`: offsets are committed by hand only, and a new group
 /// starts from the earliest message.
@@ -183,6 +220,7 @@ pub fn consumer(
         .set("heartbeat.interval.ms", heartbeat.as_millis().to_string())
         .set("fetch.wait.max.ms", FETCH_WAIT_MAX_MS.to_string())
         .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS.to_string())
+        .set("statistics.interval.ms", STATISTICS_INTERVAL_MS.to_string())
         .create_with_context(context)
         .map_err(|error| KafkaSetupError::Client {
             what: "consumer",
@@ -190,6 +228,60 @@ pub fn consumer(
             error,
         })?;
     Ok((consumer, watch))
+}
+
+/// The group as one ingest member sees it: its own partitions, and every partition of the
+/// topic with the group's lag on it.
+#[derive(Debug, Clone, Default)]
+pub struct GroupLook {
+    pub assigned: BTreeSet<i32>,
+    pub partitions: Vec<PartitionLag>,
+}
+
+/// Looks at the group from `consumer` (blocking: metadata, committed offsets and
+/// watermarks are requests to the broker, each within `timeout`).
+pub fn look_at_group(
+    consumer: &IngestConsumer,
+    topic: &str,
+    timeout: Duration,
+) -> Result<GroupLook, KafkaError> {
+    let assigned = consumer
+        .assignment()?
+        .elements_for_topic(topic)
+        .iter()
+        .map(|element| element.partition())
+        .collect();
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let ids: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|found| found.name() == topic)
+        .flat_map(|found| found.partitions().iter().map(|partition| partition.id()))
+        .collect();
+    let mut wanted = TopicPartitionList::new();
+    for id in &ids {
+        wanted.add_partition(topic, *id);
+    }
+    let committed = consumer.committed_offsets(wanted, timeout)?;
+    let mut partitions = Vec::with_capacity(ids.len());
+    for id in ids {
+        let (low, high) = consumer.fetch_watermarks(topic, id, timeout)?;
+        let from = match committed
+            .find_partition(topic, id)
+            .map(|element| element.offset())
+        {
+            Some(Offset::Offset(offset)) => offset.max(low),
+            _ => low,
+        };
+        partitions.push(PartitionLag {
+            partition: id,
+            lag: (high - from).max(0),
+        });
+    }
+    Ok(GroupLook {
+        assigned,
+        partitions,
+    })
 }
 
 /// A producer that waits for every replica and never duplicates a message on retry.

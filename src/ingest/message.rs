@@ -10,6 +10,8 @@
 //! are ignored. A message that breaks the schema is rejected with a reason naming the field
 //! and the value; parsing never panics, whatever the bytes.
 
+use std::sync::Arc;
+
 use chrono::{Datelike, NaiveDate};
 use serde_json::{Map, Value};
 
@@ -22,8 +24,44 @@ pub struct Sale {
     pub row: SalesRow,
 }
 
+/// A message that could not be used, with where it came from and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reject {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// The payload as received, cut to a bounded size.
+    pub payload: Vec<u8>,
+    pub reason: String,
+}
+
+/// Where a consumed message came from: what a row the database refuses is rejected as.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Origin {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl Origin {
+    /// The reject of the message this sale came from, with `reason`. The payload is the sale
+    /// as understood (the message itself is not kept past parsing).
+    pub fn reject(&self, sale: &Sale, reason: String) -> Reject {
+        Reject {
+            topic: self.topic.to_string(),
+            partition: self.partition,
+            offset: self.offset,
+            payload: to_json(sale).into_bytes(),
+            reason,
+        }
+    }
+}
+
 /// Longest product name accepted.
 const PRODUCT_MAX_CHARS: usize = 100;
+
+/// Largest store id, sales or customers count: the database's `integer` columns.
+pub const COLUMN_MAX: i64 = i32::MAX as i64;
 
 /// Parses and checks one message; the error is the reason it is rejected.
 pub fn parse_sale(payload: &[u8]) -> Result<Sale, String> {
@@ -42,7 +80,7 @@ pub fn parse_sale(payload: &[u8]) -> Result<Sale, String> {
             Fields::from_object(object)
         }
     };
-    let store = integer(&fields, "store", 1, i64::from(u32::MAX))? as u32;
+    let store = integer(&fields, "store", 1, COLUMN_MAX)? as u32;
     let date = date(&fields)?;
     let day_of_week = integer(&fields, "dayofweek", 1, 7)? as u8;
     let weekday = date.weekday().number_from_monday() as u8;
@@ -52,13 +90,19 @@ pub fn parse_sale(payload: &[u8]) -> Result<Sale, String> {
             date.weekday()
         ));
     }
-    let sales = integer(&fields, "sales", 0, i64::from(u32::MAX))? as u32;
-    let customers = integer(&fields, "customers", 0, i64::from(u32::MAX))? as u32;
+    let sales = integer(&fields, "sales", 0, COLUMN_MAX)? as u32;
+    let customers = integer(&fields, "customers", 0, COLUMN_MAX)? as u32;
     let open = flag(&fields, "open")?;
     let promo = flag(&fields, "promo")?;
     let school_holiday = flag(&fields, "schoolholiday")?;
     let state_holiday = state_holiday(&fields)?;
     let product = match field(&fields, "productname")? {
+        Value::String(name) if name.chars().any(char::is_control) => {
+            return Err(
+                "field `productname` must not contain control characters (NUL, newline, ...)"
+                    .to_string(),
+            );
+        }
         Value::String(name)
             if !name.trim().is_empty() && name.chars().count() <= PRODUCT_MAX_CHARS =>
         {
@@ -86,6 +130,38 @@ pub fn parse_sale(payload: &[u8]) -> Result<Sale, String> {
             school_holiday,
         },
     })
+}
+
+/// Whether the database's columns and checks take `sale` (the parser never makes one they do
+/// not; a sale built in code may be): the reason, naming the field, if not. PostgreSQL may
+/// still refuse a value beyond these (a date before 4713 BC); SQLite takes anything they let
+/// through.
+pub fn storable(sale: &Sale) -> Result<(), String> {
+    let row = &sale.row;
+    for (name, value) in [
+        ("store", row.store),
+        ("sales", row.sales),
+        ("customers", row.customers),
+    ] {
+        if i64::from(value) > COLUMN_MAX {
+            return Err(format!(
+                "field `{name}` must be at most {COLUMN_MAX} (value {value})"
+            ));
+        }
+    }
+    if row.store == 0 {
+        return Err("field `store` must be at least 1 (value 0)".to_string());
+    }
+    if !(1..=7).contains(&row.day_of_week) {
+        return Err(format!(
+            "field `dayofweek` must be 1 to 7 (value {})",
+            row.day_of_week
+        ));
+    }
+    if sale.product.contains('\0') {
+        return Err("field `productname` must not contain NUL characters".to_string());
+    }
+    Ok(())
 }
 
 /// The message the reference producer writes for `sale` (numbers as numbers).
@@ -370,6 +446,23 @@ mod tests {
             (
                 with("productname", Value::Null),
                 "field `productname` must be a string (value null)",
+            ),
+            // PostgreSQL's `integer` and `text` columns refuse these.
+            (
+                with("sales", Value::from(3_000_000_000u64)),
+                "field `sales` must be at most 2147483647 (value 3000000000)",
+            ),
+            (
+                with("customers", Value::from("2147483648")),
+                "field `customers` must be at most 2147483647",
+            ),
+            (
+                with("store", Value::from(u64::from(u32::MAX))),
+                "field `store` must be at most 2147483647",
+            ),
+            (
+                with("productname", Value::from("product_A\u{0}")),
+                "field `productname` must not contain control characters",
             ),
         ];
         for (payload, reason) in cases {

@@ -7,22 +7,11 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{QueryBuilder, Sqlite};
 
-use super::jobs::on_pool;
+use super::backend::on_pool;
 use super::sales::copy_into_sales;
 use super::{Database, StoreError};
 use crate::dataset::SalesRow;
-use crate::ingest::message::Sale;
-
-/// A message that could not be used, with where it came from and why.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Reject {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-    /// The payload as received, cut to a bounded size.
-    pub payload: Vec<u8>,
-    pub reason: String,
-}
+use crate::ingest::message::{Origin, Reject, Sale, storable};
 
 /// A reject as stored, with when it was received.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -44,6 +33,9 @@ pub struct BatchWritten {
     pub rejects: u64,
     /// Whether the rows went in by COPY (none of them was stored yet) rather than the upsert.
     pub copied: bool,
+    /// Sales the database cannot store, recorded as rejects of their messages (counted in
+    /// `rejects` too).
+    pub refused: u64,
 }
 
 /// Rows per SQLite INSERT: 10 parameters each, under SQLite's 32,766.
@@ -57,65 +49,63 @@ const UPSERT_SET: &str = " ON CONFLICT (store, product, date) DO UPDATE SET \
 impl Database {
     /// Writes one ingest batch in one transaction: every sale upserted by (store, product,
     /// date), the later of two for the same key winning, and every reject recorded once per
-    /// (topic, partition, offset).
+    /// (topic, partition, offset). A sale the database cannot store is an error
+    /// ([`StoreError::RowRefused`]): without its origin it cannot become a reject.
     pub async fn write_ingest_batch(
         &self,
         sales: &[Sale],
         rejects: &[Reject],
     ) -> Result<BatchWritten, StoreError> {
         let written = self
-            .write_ingest_batch_gated(sales, rejects, || Some(()))
+            .write_ingest_batch_gated(sales, &[], rejects, || Some(()))
             .await?;
         Ok(written.unwrap_or_default())
     }
 
-    /// As [`Database::write_ingest_batch`], but the transaction commits only if `gate` gives
-    /// a permit (held until the commit is done); otherwise it rolls back and returns `None`.
-    /// Streaming ingest uses it so a batch whose partitions moved meanwhile is not stored.
+    /// As [`Database::write_ingest_batch`], with each sale's `origins` (same order): a sale
+    /// the database refuses (a value its column cannot hold, SQLSTATE class 22 or 23) becomes
+    /// a reject of its message and the others land. The transaction commits only if `gate`
+    /// gives a permit (held until the commit is done); otherwise it rolls back and returns
+    /// `None`. Streaming ingest uses it so a batch whose partitions moved meanwhile is not
+    /// stored.
+    #[tracing::instrument(
+        name = "ingest transaction",
+        skip_all,
+        fields(db.system = self.backend(), sales = sales.len(), rejects = rejects.len())
+    )]
     pub async fn write_ingest_batch_gated<Permit: Send>(
         &self,
         sales: &[Sale],
+        origins: &[Origin],
         rejects: &[Reject],
         gate: impl FnOnce() -> Option<Permit> + Send,
     ) -> Result<Option<BatchWritten>, StoreError> {
         let doing = "writing an ingest batch";
-        let sales = last_per_key(sales);
+        // Rows no column can hold are refused before the database sees them.
+        let mut refused = Vec::new();
+        let kept: Vec<usize> = last_per_key(sales)
+            .into_iter()
+            .filter(|&index| match storable(&sales[index]) {
+                Ok(()) => true,
+                Err(reason) => {
+                    refused.push((index, reason));
+                    false
+                }
+            })
+            .collect();
         let mut written = BatchWritten::default();
         match self {
             Database::Postgres(pool) => {
                 let mut tx = pool.begin().await.map_err(StoreError::query(doing))?;
-                if !sales.is_empty() {
-                    // New rows (the normal case) go in by COPY, several times faster than
-                    // the upsert; a batch that meets a stored row (a replay, a correction)
-                    // is undone to the savepoint and upserted instead.
-                    // Collected first: a mapping closure held across the await would make the
-                    // future not `Send`.
-                    let rows: Vec<(&str, &SalesRow)> = sales
-                        .iter()
-                        .map(|sale| (sale.product.as_str(), &sale.row))
-                        .collect();
-                    sqlx::query("SAVEPOINT ingest_copy")
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(StoreError::query(doing))?;
-                    match copy_into_sales(&mut tx, rows).await {
-                        Ok(rows) => {
-                            written.rows = rows;
-                            written.copied = true;
-                        }
-                        Err(error) if is_unique_violation(&error) => {
-                            sqlx::query("ROLLBACK TO SAVEPOINT ingest_copy")
-                                .execute(&mut *tx)
-                                .await
-                                .map_err(StoreError::query(doing))?;
-                            written.rows = upsert_sales(&mut tx, &sales)
-                                .await
-                                .map_err(StoreError::query(doing))?;
-                        }
-                        Err(error) => return Err(StoreError::query(doing)(error)),
-                    }
-                }
-                written.rejects = insert_rejects!(tx, rejects);
+                let stored = store_rows_isolating(&mut tx, sales, kept)
+                    .await
+                    .map_err(StoreError::query(doing))?;
+                written.rows = stored.rows;
+                written.copied = stored.copied;
+                refused.extend(stored.refused);
+                let refused = refused_rejects(sales, origins, refused)?;
+                written.refused = refused.len() as u64;
+                written.rejects = insert_rejects!(tx, rejects.iter().chain(&refused));
                 let Some(_permit) = gate() else {
                     tx.rollback().await.map_err(StoreError::query(doing))?;
                     return Ok(None);
@@ -123,16 +113,20 @@ impl Database {
                 tx.commit().await.map_err(StoreError::query(doing))?;
             }
             Database::Sqlite(pool) => {
+                // SQLite's INTEGER is 64 bits and its TEXT takes any character: it refuses
+                // nothing `storable` lets through.
+                let refused = refused_rejects(sales, origins, refused)?;
                 let mut tx = pool
                     .begin_with(self.begin_write_sql())
                     .await
                     .map_err(StoreError::query(doing))?;
-                for chunk in sales.chunks(SQLITE_ROWS_PER_INSERT) {
+                for chunk in kept.chunks(SQLITE_ROWS_PER_INSERT) {
                     let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
                         "INSERT INTO sales (store, product, date, day_of_week, sales, customers, \
                          open, promo, state_holiday, school_holiday) ",
                     );
-                    insert.push_values(chunk, |mut values, sale| {
+                    insert.push_values(chunk, |mut values, &index| {
+                        let sale = &sales[index];
                         let row = &sale.row;
                         values
                             .push_bind(i64::from(row.store))
@@ -154,7 +148,8 @@ impl Database {
                         .map_err(StoreError::query(doing))?
                         .rows_affected();
                 }
-                written.rejects = insert_rejects!(tx, rejects);
+                written.refused = refused.len() as u64;
+                written.rejects = insert_rejects!(tx, rejects.iter().chain(&refused));
                 let Some(_permit) = gate() else {
                     tx.rollback().await.map_err(StoreError::query(doing))?;
                     return Ok(None);
@@ -257,8 +252,155 @@ fn is_unique_violation(error: &sqlx::Error) -> bool {
         .is_some_and(|code| code == "23505")
 }
 
-/// The batch with one sale per (store, product, date): the later one, as Kafka ordered them.
-fn last_per_key(sales: &[Sale]) -> Vec<&Sale> {
+/// Why PostgreSQL refuses a row's data (SQLSTATE class 22, data exception, or 23, integrity
+/// constraint, other than the unique violation the upsert resolves), or `None` for any
+/// other error.
+fn refusal(error: &sqlx::Error) -> Option<String> {
+    let database = error.as_database_error()?;
+    let code = database.code()?;
+    if !(code.starts_with("22") || code.starts_with("23")) || code == "23505" {
+        return None;
+    }
+    // For COPY, PostgreSQL says where: the line and the column.
+    let context = database
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .and_then(|error| error.r#where())
+        .map(|place| format!(" ({place})"))
+        .unwrap_or_default();
+    Some(format!(
+        "the database refused the row: {}{context} [SQLSTATE {code}]",
+        database.message()
+    ))
+}
+
+/// What storing some of a batch's rows did.
+#[derive(Debug, Default)]
+struct RowsStored {
+    rows: u64,
+    /// Whether every part went in by COPY.
+    copied: bool,
+    /// Rows refused, by index in the batch, with the reason.
+    refused: Vec<(usize, String)>,
+}
+
+/// How one part of a batch went.
+enum Part {
+    Stored { rows: u64, copied: bool },
+    Refused(String),
+}
+
+/// Stores `rows` (indices into `sales`): by COPY, by the upsert if one of them is stored
+/// already, and, when PostgreSQL refuses a row's data, by halves until each refused row stands
+/// alone. Good rows land whatever their neighbours; a batch with `k` bad rows of `n` costs
+/// about `2k log2 n` extra statements, a clean one none.
+async fn store_rows_isolating(
+    connection: &mut sqlx::PgConnection,
+    sales: &[Sale],
+    rows: Vec<usize>,
+) -> Result<RowsStored, sqlx::Error> {
+    let mut stored = RowsStored {
+        copied: !rows.is_empty(),
+        ..RowsStored::default()
+    };
+    let mut pending = vec![rows];
+    while let Some(part) = pending.pop() {
+        if part.is_empty() {
+            continue;
+        }
+        match store_part(connection, sales, &part).await? {
+            Part::Stored { rows, copied } => {
+                stored.rows += rows;
+                stored.copied &= copied;
+            }
+            Part::Refused(reason) if part.len() == 1 => stored.refused.push((part[0], reason)),
+            Part::Refused(_) => {
+                let (first, second) = part.split_at(part.len() / 2);
+                pending.push(second.to_vec());
+                pending.push(first.to_vec());
+            }
+        }
+    }
+    Ok(stored)
+}
+
+/// Stores one part in a savepoint of its own, so a refusal undoes this part alone.
+async fn store_part(
+    connection: &mut sqlx::PgConnection,
+    sales: &[Sale],
+    part: &[usize],
+) -> Result<Part, sqlx::Error> {
+    sqlx::raw_sql("SAVEPOINT ingest_part")
+        .execute(&mut *connection)
+        .await?;
+    // Collected first: a mapping closure held across the await would make the future not
+    // `Send`.
+    let rows: Vec<(&str, &SalesRow)> = part
+        .iter()
+        .map(|&index| (sales[index].product.as_str(), &sales[index].row))
+        .collect();
+    let outcome = match copy_into_sales(connection, rows).await {
+        Ok(rows) => Ok(Part::Stored { rows, copied: true }),
+        Err(error) if is_unique_violation(&error) => {
+            // New rows (the normal case) go in by COPY, several times faster than the upsert;
+            // a part that meets a stored row (a replay, a correction) is upserted instead.
+            sqlx::raw_sql("ROLLBACK TO SAVEPOINT ingest_part")
+                .execute(&mut *connection)
+                .await?;
+            let part_sales: Vec<&Sale> = part.iter().map(|&index| &sales[index]).collect();
+            upsert_sales(connection, &part_sales)
+                .await
+                .map(|rows| Part::Stored {
+                    rows,
+                    copied: false,
+                })
+        }
+        Err(error) => Err(error),
+    };
+    match outcome {
+        Ok(part) => {
+            sqlx::raw_sql("RELEASE SAVEPOINT ingest_part")
+                .execute(&mut *connection)
+                .await?;
+            Ok(part)
+        }
+        Err(error) => match refusal(&error) {
+            Some(reason) => {
+                sqlx::raw_sql("ROLLBACK TO SAVEPOINT ingest_part; RELEASE SAVEPOINT ingest_part")
+                    .execute(&mut *connection)
+                    .await?;
+                Ok(Part::Refused(reason))
+            }
+            None => Err(error),
+        },
+    }
+}
+
+/// The rejects of refused rows, from their origins; a refused row without one is an error.
+fn refused_rejects(
+    sales: &[Sale],
+    origins: &[Origin],
+    refused: Vec<(usize, String)>,
+) -> Result<Vec<Reject>, StoreError> {
+    refused
+        .into_iter()
+        .map(|(index, reason)| {
+            let sale = &sales[index];
+            match origins.get(index) {
+                Some(origin) => Ok(origin.reject(sale, reason)),
+                None => Err(StoreError::RowRefused {
+                    store: sale.row.store,
+                    product: sale.product.clone(),
+                    date: sale.row.date,
+                    reason,
+                }),
+            }
+        })
+        .collect()
+}
+
+/// The indices of the batch's sales with one per (store, product, date): the later one, as
+/// Kafka ordered them.
+fn last_per_key(sales: &[Sale]) -> Vec<usize> {
     let mut latest: HashMap<(u32, &str, NaiveDate), usize> = HashMap::with_capacity(sales.len());
     for (index, sale) in sales.iter().enumerate() {
         latest.insert(
@@ -268,7 +410,7 @@ fn last_per_key(sales: &[Sale]) -> Vec<&Sale> {
     }
     let mut kept: Vec<usize> = latest.into_values().collect();
     kept.sort_unstable();
-    kept.into_iter().map(|index| &sales[index]).collect()
+    kept
 }
 
 /// Column arrays of a batch, for PostgreSQL's UNNEST.
@@ -303,7 +445,7 @@ impl PgColumns {
 
     fn push(&mut self, sale: &Sale) {
         let row = &sale.row;
-        // The message parser bounds these to the columns' ranges.
+        // `storable` bounds these to the columns' ranges before any write.
         self.store
             .push(i32::try_from(row.store).unwrap_or(i32::MAX));
         self.product.push(sale.product.clone());

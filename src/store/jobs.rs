@@ -1,30 +1,20 @@
-//! Jobs (`jobs`, `job_tasks`) and the scheduler's lease (`leases`).
+//! Jobs (`jobs`) and their per-series tasks (`job_tasks`).
 //!
 //! A job trains a set of series; each series is a task row, so a job survives the node that
 //! runs it: another scheduler reads the rows and goes on. The scheduler's own writes are
-//! *fenced*: they run in a transaction that first checks the caller still holds the lease at
-//! the epoch it was given, so a scheduler that lost its lease (paused, partitioned) cannot
-//! write over its successor. Completing a task is not the scheduler's write: the registry
-//! does it in the transaction that adds the series' new version (see
-//! [`Database::insert_model_version`]), and refuses a second version for one task.
-//!
-//! Lease times come from the database's clock, so nodes need not agree on the time.
+//! *fenced* by its lease ([`super::leases`]): they run in a transaction that first checks the
+//! caller still holds the lease at the epoch it was given. How a training ended reaches a
+//! job in one place, [`Database::record_training`]; a new version completes its task in the
+//! transaction that adds it (see [`Database::insert_model_version`]), and the registry
+//! refuses a second version for one task.
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use sqlx::QueryBuilder;
 
+use super::backend::{check_fence, on_pool};
+use super::leases::Fence;
 use super::{Database, StoreError};
-
-/// The name of the scheduler's lease.
-pub const SCHEDULER_LEASE: &str = "scheduler";
-
-/// Proof of holding a lease at an epoch; fenced writes check it is still current.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fence {
-    pub lease: String,
-    pub holder: String,
-    pub epoch: i64,
-}
 
 /// A job about to be created.
 #[derive(Debug, Clone)]
@@ -35,35 +25,119 @@ pub struct NewJob<'a> {
     /// The schedule slot that fires it (`None` when started on demand); a slot fires one job.
     pub slot: Option<&'a str>,
     pub stores: &'a [u32],
+    /// The W3C trace context of the request that started it (empty: none).
+    pub traceparent: &'a str,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A stored name that is not one of an enum's, as the database returned it.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown {what} `{value}` in the database")]
+pub struct UnknownName {
+    what: &'static str,
+    value: String,
+}
+
+/// Enums stored as text: each variant's name, and the parse back.
+macro_rules! stored_names {
+    ($name:ident, $what:literal, { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $name {
+            /// The name stored in the database and shown by the API.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = UnknownName;
+
+            fn try_from(value: String) -> Result<Self, UnknownName> {
+                match value.as_str() {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(UnknownName { what: $what, value }),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+/// What a job does: train every series (the scheduler's) or retrain one on demand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum JobKind {
     TrainAll,
     Retrain,
 }
+stored_names!(JobKind, "job kind", { TrainAll => "train_all", Retrain => "retrain" });
 
-impl JobKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            JobKind::TrainAll => "train_all",
-            JobKind::Retrain => "retrain",
-        }
+/// Where a job, or one of its tasks, is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+}
+stored_names!(JobState, "job state", {
+    Pending => "pending",
+    Running => "running",
+    Succeeded => "succeeded",
+    Failed => "failed",
+});
+
+impl JobState {
+    /// Not ended yet: pending or running.
+    pub fn is_active(self) -> bool {
+        matches!(self, JobState::Pending | JobState::Running)
     }
 }
 
-/// Where a job is: its state (`pending`, `running`, `succeeded`, `failed`), its phase
-/// (`training`, `forecasting`, `done`) and its tasks' counts.
+/// What a job is doing: training its series, writing their batch forecasts, or nothing more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobPhase {
+    Training,
+    Forecasting,
+    Done,
+}
+stored_names!(JobPhase, "job phase", {
+    Training => "training",
+    Forecasting => "forecasting",
+    Done => "done",
+});
+
+/// A job and what it is: the id a training request carries, so whoever records its outcome
+/// needs no lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRef {
+    pub id: i64,
+    pub kind: JobKind,
+}
+
+/// A job with its tasks' counts.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Job {
     pub id: i64,
-    pub kind: String,
-    pub state: String,
-    pub phase: String,
+    #[sqlx(try_from = "String")]
+    pub kind: JobKind,
+    #[sqlx(try_from = "String")]
+    pub state: JobState,
+    #[sqlx(try_from = "String")]
+    pub phase: JobPhase,
     pub product: String,
     pub profile: String,
     pub slot: Option<String>,
     pub error: Option<String>,
+    /// The W3C trace context of the request that started it (empty: none).
+    pub traceparent: String,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -75,7 +149,7 @@ pub struct Job {
 
 impl Job {
     pub fn is_active(&self) -> bool {
-        self.state == "pending" || self.state == "running"
+        self.state.is_active()
     }
 }
 
@@ -84,7 +158,8 @@ impl Job {
 pub struct Task {
     pub store: i32,
     pub product: String,
-    pub state: String,
+    #[sqlx(try_from = "String")]
+    pub state: JobState,
     pub attempts: i32,
     pub node: Option<String>,
     pub model_version: Option<i32>,
@@ -99,112 +174,22 @@ pub struct TaskRef {
     pub product: String,
 }
 
-/// Runs the same statements on either backend; the SQL must suit both.
-macro_rules! on_pool {
-    ($database:expr, $pool:ident => $body:expr) => {
-        match $database {
-            Database::Postgres($pool) => $body,
-            Database::Sqlite($pool) => $body,
-        }
-    };
-}
-pub(crate) use on_pool;
-
 const JOB_COLUMNS: &str = "SELECT j.id, j.kind, j.state, j.phase, j.product, j.profile, j.slot, \
-     j.error, j.created_at, j.started_at, j.finished_at, \
+     j.error, j.traceparent, j.created_at, j.started_at, j.finished_at, \
      count(t.store) AS total, \
      count(t.store) FILTER (WHERE t.state = 'succeeded') AS succeeded, \
      count(t.store) FILTER (WHERE t.state = 'failed') AS failed, \
      count(t.store) FILTER (WHERE t.state = 'running') AS running \
      FROM jobs j LEFT JOIN job_tasks t ON t.job_id = j.id";
 
-/// A running retrain job older than this many minutes is not joined (a training is given
-/// up after 30 minutes).
-const RETRAIN_JOB_STALE_MINUTES: i64 = 31;
+/// The task counts a job row keeps once it ends.
+const COUNTS_SET: &str = "done = (SELECT count(*) FROM job_tasks WHERE job_id = $1 AND state = 'succeeded'), \
+     failed = (SELECT count(*) FROM job_tasks WHERE job_id = $1 AND state = 'failed')";
 
 /// Rows per multi-row INSERT of tasks: 4 parameters each.
 const TASKS_PER_INSERT: usize = 1000;
 
 impl Database {
-    /// The database clock in milliseconds since the Unix epoch, as SQL.
-    fn now_ms_sql(&self) -> &'static str {
-        match self {
-            Database::Postgres(_) => "(extract(epoch FROM clock_timestamp()) * 1000)::bigint",
-            Database::Sqlite(_) => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
-        }
-    }
-
-    /// The statement that opens a write transaction: SQLite takes its write lock at once, so
-    /// a read-then-write transaction cannot fail half way on a lock upgrade.
-    pub(crate) fn begin_write_sql(&self) -> &'static str {
-        match self {
-            Database::Postgres(_) => "BEGIN",
-            Database::Sqlite(_) => "BEGIN IMMEDIATE",
-        }
-    }
-
-    /// Takes the lease `name` for `holder` until `ttl` from now, or renews it; `None` when
-    /// another holder's lease has not expired. Each change of hands raises the epoch.
-    pub async fn acquire_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        ttl: std::time::Duration,
-    ) -> Result<Option<Fence>, StoreError> {
-        let doing = "taking a lease";
-        let now = self.now_ms_sql();
-        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
-        let sql = format!(
-            "INSERT INTO leases (name, holder, epoch, expires_at) VALUES ($1, $2, 1, {now} + $3) \
-             ON CONFLICT (name) DO UPDATE SET \
-             epoch = CASE WHEN leases.holder = excluded.holder AND leases.expires_at > {now} \
-                     THEN leases.epoch ELSE leases.epoch + 1 END, \
-             holder = excluded.holder, expires_at = excluded.expires_at \
-             WHERE leases.holder = excluded.holder OR leases.expires_at <= {now} \
-             RETURNING epoch"
-        );
-        let epoch: Option<i64> =
-            on_pool!(self, pool => sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .bind(name)
-            .bind(holder)
-            .bind(ttl_ms)
-            .fetch_optional(pool)
-            .await)
-            .map_err(StoreError::query(doing))?;
-        Ok(epoch.map(|epoch| Fence {
-            lease: name.to_string(),
-            holder: holder.to_string(),
-            epoch,
-        }))
-    }
-
-    /// Who holds the lease `name`, at which epoch, and whether it is still unexpired.
-    pub async fn lease(&self, name: &str) -> Result<Option<(String, i64, bool)>, StoreError> {
-        let sql = format!(
-            "SELECT holder, epoch, expires_at > {} FROM leases WHERE name = $1",
-            self.now_ms_sql()
-        );
-        on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(name)
-            .fetch_optional(pool)
-            .await)
-        .map_err(StoreError::query("reading a lease"))
-    }
-
-    /// Gives a lease up, so the next holder need not wait for it to expire.
-    pub async fn release_lease(&self, fence: &Fence) -> Result<(), StoreError> {
-        on_pool!(self, pool => sqlx::query(
-            "UPDATE leases SET expires_at = 0 WHERE name = $1 AND holder = $2 AND epoch = $3",
-        )
-        .bind(&fence.lease)
-        .bind(&fence.holder)
-        .bind(fence.epoch)
-        .execute(pool)
-        .await
-        .map(|_| ()))
-        .map_err(StoreError::query("releasing a lease"))
-    }
-
     /// Creates a job with one pending task per store, fenced by the scheduler's lease.
     /// Returns the job's id and whether it is new: a slot that already fired, or a train-all
     /// of a product while another one is active, gives the existing job instead.
@@ -214,12 +199,11 @@ impl Database {
         new: &NewJob<'_>,
     ) -> Result<(i64, bool), StoreError> {
         let doing = "creating a job";
-        let fail = StoreError::query(doing);
         let fence_sql = self.fence_sql();
         let now = Utc::now();
         on_pool!(self, pool => {
-            let mut tx = pool.begin_with(self.begin_write_sql()).await.map_err(fail)?;
-            check_fence(&mut tx, fence_sql, fence).await?;
+            let mut tx = pool.begin_with(self.begin_write_sql()).await.map_err(StoreError::query(doing))?;
+            check_fence(&mut tx, &fence_sql, fence).await?;
             let existing: Option<i64> = match new.slot {
                 Some(slot) => sqlx::query_scalar("SELECT id FROM jobs WHERE slot = $1")
                     .bind(slot)
@@ -240,15 +224,17 @@ impl Database {
             }
             let total = i32::try_from(new.stores.len()).unwrap_or(i32::MAX);
             let id: i64 = sqlx::query_scalar(
-                "INSERT INTO jobs (kind, state, phase, product, profile, slot, total, created_at) \
-                 VALUES ($1, 'pending', 'training', $2, $3, $4, $5, $6) RETURNING id",
+                "INSERT INTO jobs (kind, state, phase, product, profile, slot, total, created_at, \
+                 traceparent) VALUES ($1, 'pending', 'training', $2, $3, $4, $5, $6, $7) \
+                 RETURNING id",
             )
-            .bind(new.kind.name())
+            .bind(new.kind.as_str())
             .bind(new.product)
             .bind(new.profile)
             .bind(new.slot)
             .bind(total)
             .bind(now)
+            .bind(new.traceparent)
             .fetch_one(&mut *tx)
             .await
             .map_err(StoreError::query(doing))?;
@@ -273,23 +259,46 @@ impl Database {
         })
     }
 
-    /// Starts a retrain of one series asked for on demand (the gateway): a `retrain` job of
-    /// one running task. It is not the scheduler's (which runs train-all jobs): the request
-    /// that started it finishes it ([`Database::finish_retrain_job`]). A retrain of the same
-    /// series already running is returned instead, so a second request joins it. Returns the
-    /// job's id and whether it is new.
+    /// Retrain jobs of the series still running (their trainings' outcomes not recorded).
+    pub async fn running_retrains(
+        &self,
+        store: u32,
+        product: &str,
+    ) -> Result<Vec<i64>, StoreError> {
+        on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT j.id FROM jobs j JOIN job_tasks t ON t.job_id = j.id \
+             WHERE j.kind = 'retrain' AND j.state = 'running' AND t.store = $1 AND t.product = $2 \
+             ORDER BY j.id",
+        )
+        .bind(i64::from(store) as i32)
+        .bind(product)
+        .fetch_all(pool)
+        .await)
+        .map_err(StoreError::query("finding running retrain jobs"))
+    }
+
+    /// Starts a retrain of one series asked for on demand (the gateway, `storecast cluster
+    /// retrain`): a `retrain` job of one running task on `node`. It is not the scheduler's
+    /// (which runs train-all jobs): the training's outcome ends it
+    /// ([`Database::record_training`]). A retrain of the same series already running is
+    /// returned instead, so a second request joins it. A retrain job still running after
+    /// `abandon_after` lost its outcome (every node that could record it stopped): it ends
+    /// as failed, and a new request starts a new job. `traceparent` is the requester's trace
+    /// context. Returns the job's id and whether it is new.
     pub async fn start_retrain_job(
         &self,
         store: u32,
         product: &str,
         profile: &str,
         node: &str,
+        abandon_after: std::time::Duration,
+        traceparent: &str,
     ) -> Result<(i64, bool), StoreError> {
         let doing = "starting a retrain job";
         let store = i64::from(store) as i32;
         let now = Utc::now();
-        // A job older than this was abandoned (its requester died): a new one starts.
-        let stale_before = now - chrono::Duration::minutes(RETRAIN_JOB_STALE_MINUTES);
+        let stale_before =
+            now - chrono::Duration::from_std(abandon_after).unwrap_or(chrono::Duration::days(1));
         on_pool!(self, pool => {
             let mut tx = pool.begin_with(self.begin_write_sql()).await.map_err(StoreError::query(doing))?;
             if matches!(self, Database::Postgres(_)) {
@@ -302,10 +311,9 @@ impl Database {
                     .await
                     .map_err(StoreError::query(doing))?;
             }
-            // A retrain whose requester died never got its outcome: it ends as abandoned.
             sqlx::query(
                 "UPDATE jobs SET state = 'failed', phase = 'done', finished_at = $2, \
-                 error = 'abandoned: no outcome was recorded (the requesting gateway stopped?)' \
+                 error = 'abandoned: no outcome was recorded (the nodes that ran it stopped?)' \
                  WHERE kind = 'retrain' AND state = 'running' AND created_at <= $1",
             )
             .bind(stale_before)
@@ -329,12 +337,13 @@ impl Database {
             }
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO jobs (kind, state, phase, product, profile, total, created_at, \
-                 started_at) VALUES ('retrain', 'running', 'training', $1, $2, 1, $3, $3) \
-                 RETURNING id",
+                 started_at, traceparent) \
+                 VALUES ('retrain', 'running', 'training', $1, $2, 1, $3, $3, $4) RETURNING id",
             )
             .bind(product)
             .bind(profile)
             .bind(now)
+            .bind(traceparent)
             .fetch_one(&mut *tx)
             .await
             .map_err(StoreError::query(doing))?;
@@ -355,6 +364,29 @@ impl Database {
         })
     }
 
+    /// Records how a job's training of one series ended: the one place a training's outcome
+    /// reaches a job.
+    /// - A retrain job ends with it ([`Database::finish_retrain_job`]).
+    /// - A train-all task gets the version ([`Database::complete_task`]; a no-op when the
+    ///   registry already completed it in the transaction that added the version). Its
+    ///   failures are left to the scheduler, which decides whether to try again, under its
+    ///   lease.
+    pub async fn record_training(
+        &self,
+        job: JobRef,
+        task: &TaskRef,
+        outcome: Result<i32, &str>,
+        node: &str,
+    ) -> Result<(), StoreError> {
+        match (job.kind, outcome) {
+            (JobKind::Retrain, outcome) => self.finish_retrain_job(job.id, outcome).await,
+            (JobKind::TrainAll, Ok(version)) => {
+                self.complete_task(task, version, node).await.map(|_| ())
+            }
+            (JobKind::TrainAll, Err(_)) => Ok(()),
+        }
+    }
+
     /// Ends a retrain job with its training's outcome: the version it registered, or why
     /// there is none. A job already ended is left as it is.
     pub async fn finish_retrain_job(
@@ -365,9 +397,18 @@ impl Database {
         let doing = "finishing a retrain job";
         let now = Utc::now();
         let (state, version, error) = match outcome {
-            Ok(version) => ("succeeded", Some(version), None),
-            Err(error) => ("failed", None, Some(error)),
+            Ok(version) => (JobState::Succeeded, Some(version), None),
+            Err(error) => (JobState::Failed, None, Some(error)),
         };
+        let finish_sql = format!(
+            "UPDATE jobs SET \
+             state = CASE WHEN EXISTS (SELECT 1 FROM job_tasks WHERE job_id = $1 \
+               AND state = 'succeeded') THEN 'succeeded' ELSE $2 END, \
+             error = CASE WHEN EXISTS (SELECT 1 FROM job_tasks WHERE job_id = $1 \
+               AND state = 'succeeded') THEN NULL ELSE $4 END, \
+             phase = 'done', finished_at = $3, {COUNTS_SET} \
+             WHERE id = $1 AND kind = 'retrain' AND state IN ('pending', 'running')"
+        );
         on_pool!(self, pool => {
             let mut tx = pool.begin_with(self.begin_write_sql()).await.map_err(StoreError::query(doing))?;
             // The registry may have completed the task already (same version).
@@ -376,7 +417,7 @@ impl Database {
                  error = $4, updated_at = $5 WHERE job_id = $1 AND state <> 'succeeded'",
             )
             .bind(id)
-            .bind(state)
+            .bind(state.as_str())
             .bind(version)
             .bind(error)
             .bind(now)
@@ -385,24 +426,14 @@ impl Database {
             .map_err(StoreError::query(doing))?;
             // The job ends as its task did: a version the registry recorded for it stands
             // even when the requester heard only an error (a timeout, say).
-            sqlx::query(
-                "UPDATE jobs SET \
-                 state = CASE WHEN EXISTS (SELECT 1 FROM job_tasks WHERE job_id = $1 \
-                   AND state = 'succeeded') THEN 'succeeded' ELSE $2 END, \
-                 error = CASE WHEN EXISTS (SELECT 1 FROM job_tasks WHERE job_id = $1 \
-                   AND state = 'succeeded') THEN NULL ELSE $4 END, \
-                 phase = 'done', finished_at = $3, \
-                 done = (SELECT count(*) FROM job_tasks WHERE job_id = $1 AND state = 'succeeded'), \
-                 failed = (SELECT count(*) FROM job_tasks WHERE job_id = $1 AND state = 'failed') \
-                 WHERE id = $1 AND kind = 'retrain' AND state IN ('pending', 'running')",
-            )
-            .bind(id)
-            .bind(state)
-            .bind(now)
-            .bind(error)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::query(doing))?;
+            sqlx::query(sqlx::AssertSqlSafe(finish_sql))
+                .bind(id)
+                .bind(state.as_str())
+                .bind(now)
+                .bind(error)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::query(doing))?;
             tx.commit().await.map_err(StoreError::query(doing))
         })
     }
@@ -417,24 +448,6 @@ impl Database {
             .map_err(StoreError::query("listing active jobs"))
     }
 
-    /// A job's kind, if the job exists.
-    pub async fn job_kind(&self, id: i64) -> Result<Option<JobKind>, StoreError> {
-        let kind: Option<String> = on_pool!(self, pool => sqlx::query_scalar(
-            "SELECT kind FROM jobs WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(pool)
-        .await)
-        .map_err(StoreError::query("reading a job's kind"))?;
-        Ok(kind.map(|kind| {
-            if kind == JobKind::Retrain.name() {
-                JobKind::Retrain
-            } else {
-                JobKind::TrainAll
-            }
-        }))
-    }
-
     /// One job, if it exists.
     pub async fn job(&self, id: i64) -> Result<Option<Job>, StoreError> {
         let sql = format!("{JOB_COLUMNS} WHERE j.id = $1 GROUP BY j.id");
@@ -445,10 +458,17 @@ impl Database {
         .map_err(StoreError::query("reading a job"))
     }
 
-    /// The most recent jobs, newest first.
-    pub async fn recent_jobs(&self, limit: u32) -> Result<Vec<Job>, StoreError> {
-        let sql = format!("{JOB_COLUMNS} GROUP BY j.id ORDER BY j.id DESC LIMIT $1");
+    /// Up to `limit` jobs older than job `before` (all jobs when `None`), newest first: one
+    /// page of the job list.
+    pub async fn jobs_before(
+        &self,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Job>, StoreError> {
+        let sql =
+            format!("{JOB_COLUMNS} WHERE j.id < $1 GROUP BY j.id ORDER BY j.id DESC LIMIT $2");
         on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(before.unwrap_or(i64::MAX))
             .bind(i64::from(limit))
             .fetch_all(pool)
             .await)
@@ -473,13 +493,12 @@ impl Database {
             fence,
             "starting a job",
             "UPDATE jobs SET state = 'running', started_at = COALESCE(started_at, $2), \
-             error = $3 WHERE id = $1 AND state IN ('pending', 'running')",
+             error = $3 WHERE id = $1 AND state IN ('pending', 'running')"
+                .to_string(),
             id,
-            Utc::now(),
             None,
         )
         .await
-        .map(|_| ())
     }
 
     /// Moves a job to its forecasting phase.
@@ -488,13 +507,12 @@ impl Database {
             fence,
             "moving a job to its forecasts",
             "UPDATE jobs SET phase = 'forecasting', started_at = COALESCE(started_at, $2), \
-             error = $3 WHERE id = $1 AND phase = 'training'",
+             error = $3 WHERE id = $1 AND phase = 'training'"
+                .to_string(),
             id,
-            Utc::now(),
             None,
         )
         .await
-        .map(|_| ())
     }
 
     /// Ends a job: `succeeded` or `failed`, with an error when there is one; the task counts
@@ -506,20 +524,18 @@ impl Database {
         succeeded: bool,
         error: Option<&str>,
     ) -> Result<(), StoreError> {
-        let sql = if succeeded {
-            "UPDATE jobs SET state = 'succeeded', phase = 'done', finished_at = $2, error = $3, \
-             done = (SELECT count(*) FROM job_tasks WHERE job_id = $1 AND state = 'succeeded'), \
-             failed = (SELECT count(*) FROM job_tasks WHERE job_id = $1 AND state = 'failed') \
-             WHERE id = $1 AND state IN ('pending', 'running')"
+        let state = if succeeded {
+            JobState::Succeeded
         } else {
-            "UPDATE jobs SET state = 'failed', phase = 'done', finished_at = $2, error = $3, \
-             done = (SELECT count(*) FROM job_tasks WHERE job_id = $1 AND state = 'succeeded'), \
-             failed = (SELECT count(*) FROM job_tasks WHERE job_id = $1 AND state = 'failed') \
-             WHERE id = $1 AND state IN ('pending', 'running')"
+            JobState::Failed
         };
-        self.fenced_update(fence, "finishing a job", sql, id, Utc::now(), error)
+        // The state is one of the enum's fixed names, not input.
+        let sql = format!(
+            "UPDATE jobs SET state = '{state}', phase = 'done', finished_at = $2, error = $3, \
+             {COUNTS_SET} WHERE id = $1 AND state IN ('pending', 'running')"
+        );
+        self.fenced_update(fence, "finishing a job", sql, id, error)
             .await
-            .map(|_| ())
     }
 
     /// Gives a task to `node`: it becomes `running` with one more attempt. Returns the
@@ -534,7 +550,7 @@ impl Database {
         let fence_sql = self.fence_sql();
         on_pool!(self, pool => {
             let mut tx = pool.begin_with(self.begin_write_sql()).await.map_err(StoreError::query(doing))?;
-            check_fence(&mut tx, fence_sql, fence).await?;
+            check_fence(&mut tx, &fence_sql, fence).await?;
             let attempt: Option<i32> = sqlx::query_scalar(
                 "UPDATE job_tasks SET state = 'running', attempts = attempts + 1, node = $4, \
                  error = NULL, updated_at = $5 \
@@ -565,10 +581,14 @@ impl Database {
     ) -> Result<(), StoreError> {
         let doing = "releasing a task";
         let fence_sql = self.fence_sql();
-        let state = if give_up { "failed" } else { "pending" };
+        let state = if give_up {
+            JobState::Failed
+        } else {
+            JobState::Pending
+        };
         on_pool!(self, pool => {
             let mut tx = pool.begin_with(self.begin_write_sql()).await.map_err(StoreError::query(doing))?;
-            check_fence(&mut tx, fence_sql, fence).await?;
+            check_fence(&mut tx, &fence_sql, fence).await?;
             sqlx::query(
                 "UPDATE job_tasks SET state = $4, error = $5, updated_at = $6 \
                  WHERE job_id = $1 AND store = $2 AND product = $3 AND state = 'running'",
@@ -576,7 +596,7 @@ impl Database {
             .bind(task.job_id)
             .bind(i64::from(task.store) as i32)
             .bind(&task.product)
-            .bind(state)
+            .bind(state.as_str())
             .bind(error)
             .bind(Utc::now())
             .execute(&mut *tx)
@@ -626,77 +646,27 @@ impl Database {
         .map_err(StoreError::query("reading a task"))
     }
 
-    /// The fence check: the lease row as the fence knows it, still unexpired. PostgreSQL
-    /// locks the row, so a takeover waits for the fenced write to commit.
-    fn fence_sql(&self) -> &'static str {
-        match self {
-            Database::Postgres(_) => {
-                "SELECT epoch FROM leases WHERE name = $1 AND holder = $2 AND epoch = $3 \
-                 AND expires_at > (extract(epoch FROM clock_timestamp()) * 1000)::bigint FOR UPDATE"
-            }
-            Database::Sqlite(_) => {
-                "SELECT epoch FROM leases WHERE name = $1 AND holder = $2 AND epoch = $3 \
-                 AND expires_at > CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
-            }
-        }
-    }
-
-    /// One fenced statement on a job, bound as ($1 id, $2 time, $3 text).
+    /// One fenced statement on a job, bound as ($1 id, $2 now, $3 text).
     async fn fenced_update(
         &self,
         fence: &Fence,
         doing: &'static str,
-        sql: &'static str,
+        sql: String,
         id: i64,
-        time: DateTime<Utc>,
         text: Option<&str>,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<(), StoreError> {
         let fence_sql = self.fence_sql();
         on_pool!(self, pool => {
             let mut tx = pool.begin_with(self.begin_write_sql()).await.map_err(StoreError::query(doing))?;
-            check_fence(&mut tx, fence_sql, fence).await?;
-            let changed = sqlx::query(sql)
+            check_fence(&mut tx, &fence_sql, fence).await?;
+            sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(id)
-                .bind(time)
+                .bind(Utc::now())
                 .bind(text)
                 .execute(&mut *tx)
                 .await
-                .map_err(StoreError::query(doing))?
-                .rows_affected();
-            tx.commit().await.map_err(StoreError::query(doing))?;
-            Ok(changed)
+                .map_err(StoreError::query(doing))?;
+            tx.commit().await.map_err(StoreError::query(doing))
         })
-    }
-}
-
-/// Fails with [`StoreError::LeaseLost`] unless `fence` still holds its lease.
-async fn check_fence<'c, DB>(
-    tx: &mut sqlx::Transaction<'c, DB>,
-    sql: &'static str,
-    fence: &Fence,
-) -> Result<(), StoreError>
-where
-    DB: sqlx::Database,
-    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
-    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB> + sqlx::Decode<'q, DB>,
-    for<'q> <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
-    usize: sqlx::ColumnIndex<DB::Row>,
-{
-    let held: Option<i64> = sqlx::query_scalar(sql)
-        .bind(fence.lease.as_str())
-        .bind(fence.holder.as_str())
-        .bind(fence.epoch)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(StoreError::query("checking the scheduler lease"))?;
-    match held {
-        Some(_) => Ok(()),
-        None => Err(StoreError::LeaseLost {
-            lease: fence.lease.clone(),
-            holder: fence.holder.clone(),
-            epoch: fence.epoch,
-        }),
     }
 }

@@ -4,11 +4,14 @@
 //! SQLite (the embedded default, `sqlite:`). Each has its own migrations under
 //! `migrations/<backend>/`, applied on connect, describing the same tables. One file per
 //! table family holds the queries: [`sales`], [`models`] (the registry), [`forecasts`],
-//! [`jobs`] (jobs, tasks and the scheduler's lease), [`ingest`] (streamed batches, rejects).
+//! [`jobs`] (jobs and their tasks), [`leases`] (the scheduler's lease), [`ingest`] (streamed
+//! batches, rejects); [`backend`] holds what differs between PostgreSQL and SQLite.
 
+pub mod backend;
 pub mod forecasts;
 pub mod ingest;
 pub mod jobs;
+pub mod leases;
 pub mod models;
 pub mod sales;
 
@@ -24,8 +27,9 @@ use sqlx::{ConnectOptions, Connection};
 use crate::config::{DatabaseConfig, redact_url};
 
 pub use forecasts::{ForecastRecord, StoredForecast};
-pub use jobs::{Fence, Job, JobKind, NewJob, Task, TaskRef};
-pub use models::{ModelVersion, NewModelVersion, Registered};
+pub use jobs::{Job, JobKind, JobPhase, JobRef, JobState, NewJob, Task, TaskRef};
+pub use leases::{Fence, SCHEDULER_LEASE};
+pub use models::{ModelVersion, NewModelVersion, Registered, VersionSummary};
 pub use sales::SalesSummary;
 
 /// A connected, migrated database.
@@ -63,6 +67,13 @@ pub enum StoreError {
         store: u32,
         product: String,
     },
+    #[error("the database cannot store the sale of store {store}, {product}, {date}: {reason}")]
+    RowRefused {
+        store: u32,
+        product: String,
+        date: chrono::NaiveDate,
+        reason: String,
+    },
     #[error("database error while {doing}: {error}")]
     Query {
         doing: &'static str,
@@ -73,6 +84,31 @@ pub enum StoreError {
 impl StoreError {
     fn query(doing: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
         move |error| StoreError::Query { doing, error }
+    }
+
+    /// The database was away or too slow (no connection in time, a connection lost, the
+    /// server shutting down): the same write may well succeed a moment later. A refusal of
+    /// the write itself (a constraint, a lost lease, a missing task) is not.
+    pub fn is_transient(&self) -> bool {
+        let StoreError::Query { error, .. } = self else {
+            return matches!(self, StoreError::Connect { .. });
+        };
+        match error {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => true,
+            // Class 08: connection exceptions; 57P: the server shuts down or restarts;
+            // 40001/40P01: serialization failure, deadlock (try again).
+            sqlx::Error::Database(database) => database.code().is_some_and(|code| {
+                code.starts_with("08")
+                    || code.starts_with("57P")
+                    || code == "40001"
+                    || code == "40P01"
+            }),
+            _ => false,
+        }
     }
 }
 
@@ -143,9 +179,29 @@ impl Database {
         Ok(database)
     }
 
+    /// A second, smaller pool on the same database, for readers (the HTTP gateway) that must
+    /// never take a connection the lease renewal, the scheduler or ingest waits for. Its
+    /// connections open when first needed.
+    pub fn readers(&self, max_connections: u32) -> Database {
+        match self {
+            Database::Postgres(pool) => Database::Postgres(
+                PgPoolOptions::new()
+                    .max_connections(max_connections.max(1))
+                    .acquire_timeout(pool.options().get_acquire_timeout())
+                    .connect_lazy_with(pool.connect_options().as_ref().clone()),
+            ),
+            Database::Sqlite(pool) => Database::Sqlite(
+                SqlitePoolOptions::new()
+                    .max_connections(max_connections.max(1))
+                    .acquire_timeout(pool.options().get_acquire_timeout())
+                    .connect_lazy_with(pool.connect_options().as_ref().clone()),
+            ),
+        }
+    }
+
     /// Checks the database answers (one trivial query).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        jobs::on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))
+        backend::on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))
             .map_err(StoreError::query("checking the database"))
     }
 

@@ -4,9 +4,12 @@
 //! trainings of the same series commit at once: on PostgreSQL the allocation runs under a
 //! per-series advisory lock; on SQLite writes are serialised by the database itself.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::jobs::{TaskRef, on_pool};
+use super::backend::on_pool;
+use super::jobs::{JobState, TaskRef};
 use super::{Database, StoreError};
 use crate::forecast::validation::Metrics;
 
@@ -42,6 +45,30 @@ impl Registered {
             Registered::New(version) | Registered::AlreadyDone(version) => version,
         }
     }
+}
+
+/// What a version history shows of a version: all but its parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VersionSummary {
+    pub version: i32,
+    pub profile: String,
+    pub metrics: Metrics,
+    pub trained_from: NaiveDate,
+    pub trained_to: NaiveDate,
+    pub trained_at: DateTime<Utc>,
+    /// The node that trained it.
+    pub node: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct SummaryRow {
+    version: i32,
+    profile: String,
+    metrics: String,
+    trained_from: NaiveDate,
+    trained_to: NaiveDate,
+    trained_at: DateTime<Utc>,
+    node: String,
 }
 
 /// A stored version.
@@ -106,6 +133,16 @@ impl Database {
     /// the same transaction, and when it is already completed nothing is written and the
     /// task's version comes back as [`Registered::AlreadyDone`]. So one job never registers
     /// two versions of a series, whichever nodes train it.
+    #[tracing::instrument(
+        name = "registry insert",
+        skip_all,
+        fields(
+            db.system = self.backend(),
+            store = new.store,
+            product = %new.product,
+            job.id = new.task.map(|task| task.job_id),
+        )
+    )]
     pub async fn insert_model_version(
         &self,
         new: &NewModelVersion<'_>,
@@ -119,34 +156,26 @@ impl Database {
             what: "store id".to_string(),
             reason: format!("{} is out of range", new.store),
         })?;
-        let (lock, insert) = match self {
-            // Serialise allocations per series; released at commit. SQLite's write
-            // transaction already serialises everything.
+        // Serialise allocations per series; released at commit. SQLite's write transaction
+        // already serialises everything.
+        let (lock, metrics_cast) = match self {
             Database::Postgres(_) => (
                 Some("SELECT pg_advisory_xact_lock($1, hashtext($2))"),
-                "INSERT INTO model_versions (store, product, version, profile, params, metrics, \
-                 trained_from, trained_to, trained_at, node) \
-                 SELECT $1, $2, COALESCE(MAX(version), 0) + 1, $3, $4, $5::jsonb, $6, $7, $8, $9 \
-                 FROM model_versions WHERE store = $1 AND product = $2 RETURNING version",
+                "::jsonb",
             ),
-            Database::Sqlite(_) => (
-                None,
-                "INSERT INTO model_versions (store, product, version, profile, params, metrics, \
-                 trained_from, trained_to, trained_at, node) \
-                 SELECT $1, $2, COALESCE(MAX(version), 0) + 1, $3, $4, $5, $6, $7, $8, $9 \
-                 FROM model_versions WHERE store = $1 AND product = $2 RETURNING version",
-            ),
+            Database::Sqlite(_) => (None, ""),
         };
-        let task_sql = match self {
-            Database::Postgres(_) => {
-                "SELECT state, model_version FROM job_tasks \
-                 WHERE job_id = $1 AND store = $2 AND product = $3 FOR UPDATE"
-            }
-            Database::Sqlite(_) => {
-                "SELECT state, model_version FROM job_tasks \
-                 WHERE job_id = $1 AND store = $2 AND product = $3"
-            }
-        };
+        let insert = format!(
+            "INSERT INTO model_versions (store, product, version, profile, params, metrics, \
+             trained_from, trained_to, trained_at, node) \
+             SELECT $1, $2, COALESCE(MAX(version), 0) + 1, $3, $4, $5{metrics_cast}, $6, $7, $8, $9 \
+             FROM model_versions WHERE store = $1 AND product = $2 RETURNING version"
+        );
+        let task_sql = format!(
+            "SELECT state, model_version FROM job_tasks \
+             WHERE job_id = $1 AND store = $2 AND product = $3{}",
+            self.for_update_sql()
+        );
         let now = Utc::now();
         on_pool!(self, pool => {
             let mut tx = pool
@@ -162,7 +191,7 @@ impl Database {
                     .map_err(StoreError::query(doing))?;
             }
             if let Some(task) = new.task {
-                let row: Option<(String, Option<i32>)> = sqlx::query_as(task_sql)
+                let row: Option<(String, Option<i32>)> = sqlx::query_as(sqlx::AssertSqlSafe(task_sql))
                     .bind(task.job_id)
                     .bind(store)
                     .bind(&task.product)
@@ -177,13 +206,13 @@ impl Database {
                             product: task.product.clone(),
                         });
                     }
-                    Some((state, Some(version))) if state == "succeeded" => {
+                    Some((state, Some(version))) if state == JobState::Succeeded.as_str() => {
                         return Ok(Registered::AlreadyDone(version));
                     }
                     Some(_) => {}
                 }
             }
-            let version: i32 = sqlx::query_scalar(insert)
+            let version: i32 = sqlx::query_scalar(sqlx::AssertSqlSafe(insert))
                 .bind(store)
                 .bind(new.product)
                 .bind(new.profile)
@@ -223,30 +252,32 @@ impl Database {
         store: u32,
         product: &str,
     ) -> Result<Option<ModelVersion>, StoreError> {
-        let doing = "reading the latest model version";
-        let store = i64::from(store);
-        let row: Option<Row> = match self {
-            Database::Postgres(pool) => sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {COLUMNS_POSTGRES} FROM model_versions WHERE store = $1 AND product = $2 \
-                     ORDER BY version DESC LIMIT 1"
-            )))
-            .bind(store as i32)
+        let sql = format!(
+            "SELECT {} FROM model_versions WHERE store = $1 AND product = $2 \
+             ORDER BY version DESC LIMIT 1",
+            self.version_columns()
+        );
+        let row: Option<Row> = on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(i64::from(store) as i32)
             .bind(product)
             .fetch_optional(pool)
-            .await,
-            Database::Sqlite(pool) => {
-                sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT {COLUMNS_SQLITE} FROM model_versions WHERE store = ? AND product = ? \
-                     ORDER BY version DESC LIMIT 1"
-                )))
-                .bind(store)
-                .bind(product)
-                .fetch_optional(pool)
-                .await
-            }
-        }
-        .map_err(StoreError::query(doing))?;
+            .await)
+        .map_err(StoreError::query("reading the latest model version"))?;
         row.map(Row::into_version).transpose()
+    }
+
+    /// The latest version of every series that has one.
+    pub async fn latest_versions(&self) -> Result<HashMap<(u32, String), i32>, StoreError> {
+        let rows: Vec<(i32, String, i32)> = on_pool!(self, pool => sqlx::query_as(
+            "SELECT store, product, MAX(version) FROM model_versions GROUP BY store, product",
+        )
+        .fetch_all(pool)
+        .await)
+        .map_err(StoreError::query("reading the latest model versions"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(store, product, version)| ((store.unsigned_abs(), product), version))
+            .collect())
     }
 
     /// A version's profile name and training time, without its parameters (what a page or
@@ -276,12 +307,9 @@ impl Database {
         product: &str,
         version: i32,
     ) -> Result<Option<ModelVersion>, StoreError> {
-        let columns = match self {
-            Database::Postgres(_) => COLUMNS_POSTGRES,
-            Database::Sqlite(_) => COLUMNS_SQLITE,
-        };
         let sql = format!(
-            "SELECT {columns} FROM model_versions WHERE store = $1 AND product = $2 AND version = $3"
+            "SELECT {} FROM model_versions WHERE store = $1 AND product = $2 AND version = $3",
+            self.version_columns()
         );
         let row: Option<Row> = on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(i64::from(store) as i32)
@@ -299,23 +327,64 @@ impl Database {
         store: u32,
         product: &str,
     ) -> Result<Vec<i32>, StoreError> {
-        let doing = "listing model versions";
+        on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT version FROM model_versions WHERE store = $1 AND product = $2 ORDER BY version",
+        )
+        .bind(i64::from(store) as i32)
+        .bind(product)
+        .fetch_all(pool)
+        .await)
+        .map_err(StoreError::query("listing model versions"))
+    }
+
+    /// The newest `limit` versions of a series, newest first, without their parameters.
+    pub async fn version_history(
+        &self,
+        store: u32,
+        product: &str,
+        limit: u32,
+    ) -> Result<Vec<VersionSummary>, StoreError> {
+        let metrics = match self {
+            Database::Postgres(_) => "metrics::text AS metrics",
+            Database::Sqlite(_) => "metrics",
+        };
+        let sql = format!(
+            "SELECT version, profile, {metrics}, trained_from, trained_to, trained_at, node \
+             FROM model_versions WHERE store = $1 AND product = $2 \
+             ORDER BY version DESC LIMIT $3"
+        );
+        let rows: Vec<SummaryRow> = on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(i64::from(store) as i32)
+            .bind(product)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await)
+        .map_err(StoreError::query("listing model versions"))?;
+        rows.into_iter()
+            .map(|row| {
+                let metrics =
+                    serde_json::from_str(&row.metrics).map_err(|error| StoreError::Corrupt {
+                        what: format!("metrics of store {store} version {}", row.version),
+                        reason: error.to_string(),
+                    })?;
+                Ok(VersionSummary {
+                    version: row.version,
+                    profile: row.profile,
+                    metrics,
+                    trained_from: row.trained_from,
+                    trained_to: row.trained_to,
+                    trained_at: row.trained_at,
+                    node: row.node,
+                })
+            })
+            .collect()
+    }
+
+    /// The registry's columns as [`Row`] reads them (PostgreSQL's `jsonb` read as text).
+    fn version_columns(&self) -> &'static str {
         match self {
-            Database::Postgres(pool) => {
-                sqlx::query_scalar("SELECT version FROM model_versions WHERE store = $1 AND product = $2 ORDER BY version")
-                    .bind(i64::from(store) as i32)
-                    .bind(product)
-                    .fetch_all(pool)
-                    .await
-            }
-            Database::Sqlite(pool) => {
-                sqlx::query_scalar("SELECT version FROM model_versions WHERE store = ? AND product = ? ORDER BY version")
-                    .bind(i64::from(store))
-                    .bind(product)
-                    .fetch_all(pool)
-                    .await
-            }
+            Database::Postgres(_) => COLUMNS_POSTGRES,
+            Database::Sqlite(_) => COLUMNS_SQLITE,
         }
-        .map_err(StoreError::query(doing))
     }
 }

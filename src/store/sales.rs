@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use chrono::NaiveDate;
 use sqlx::{QueryBuilder, Sqlite};
 
+use super::backend::on_pool;
 use super::{Database, StoreError};
 use crate::dataset::{SalesRow, StateHoliday};
 
@@ -127,21 +128,17 @@ impl Database {
         }
     }
 
-    /// Every series (store, product) with sales, and its latest model version if it has one.
-    pub async fn series_overview(&self) -> Result<Vec<(u32, String, Option<i32>)>, StoreError> {
-        let rows: Vec<(i32, String, Option<i32>)> =
-            super::jobs::on_pool!(self, pool => sqlx::query_as(
-            "SELECT s.store, s.product, \
-             (SELECT MAX(m.version) FROM model_versions m \
-              WHERE m.store = s.store AND m.product = s.product) \
-             FROM (SELECT DISTINCT store, product FROM sales) s ORDER BY s.store, s.product",
+    /// Every series with sales (store, product), ordered.
+    pub async fn series_with_sales(&self) -> Result<Vec<(u32, String)>, StoreError> {
+        let rows: Vec<(i32, String)> = on_pool!(self, pool => sqlx::query_as(
+            "SELECT DISTINCT store, product FROM sales ORDER BY store, product",
         )
         .fetch_all(pool)
         .await)
-            .map_err(StoreError::query("listing series"))?;
+        .map_err(StoreError::query("listing series"))?;
         Ok(rows
             .into_iter()
-            .map(|(store, product, version)| (store.unsigned_abs(), product, version))
+            .map(|(store, product)| (store.unsigned_abs(), product))
             .collect())
     }
 
@@ -181,24 +178,12 @@ impl Database {
     /// Stores that have sales of `product`, ascending.
     pub async fn stores_with_sales(&self, product: &str) -> Result<Vec<u32>, StoreError> {
         let doing = "listing stores";
-        let stores: Vec<i32> = match self {
-            Database::Postgres(pool) => {
-                sqlx::query_scalar(
-                    "SELECT DISTINCT store FROM sales WHERE product = $1 ORDER BY store",
-                )
-                .bind(product)
-                .fetch_all(pool)
-                .await
-            }
-            Database::Sqlite(pool) => {
-                sqlx::query_scalar(
-                    "SELECT DISTINCT store FROM sales WHERE product = ? ORDER BY store",
-                )
-                .bind(product)
-                .fetch_all(pool)
-                .await
-            }
-        }
+        let stores: Vec<i32> = on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT DISTINCT store FROM sales WHERE product = $1 ORDER BY store",
+        )
+        .bind(product)
+        .fetch_all(pool)
+        .await)
         .map_err(StoreError::query(doing))?;
         Ok(stores.into_iter().map(i32::unsigned_abs).collect())
     }
@@ -212,11 +197,8 @@ impl Database {
              MIN(date) AS first_date, MAX(date) AS last_date \
              FROM sales GROUP BY product ORDER BY product";
         let doing = "summarising sales";
-        match self {
-            Database::Postgres(pool) => sqlx::query_as(SUMMARY).fetch_all(pool).await,
-            Database::Sqlite(pool) => sqlx::query_as(SUMMARY).fetch_all(pool).await,
-        }
-        .map_err(StoreError::query(doing))
+        on_pool!(self, pool => sqlx::query_as(SUMMARY).fetch_all(pool).await)
+            .map_err(StoreError::query(doing))
     }
 }
 

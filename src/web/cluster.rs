@@ -1,15 +1,14 @@
 //! `GET /api/cluster`: the live members with their roles, the series each model host runs,
-//! and which node leads the scheduler.
+//! which node leads the scheduler (holds its lease), and ingest: what each ingest node consumes and the
+//! group's lag.
 
 use axum::Json;
 use axum::extract::State;
-use ractor::{ActorRef, pg};
 use serde::Serialize;
 
-use super::{ACTOR_TIMEOUT, ApiError, Gateway};
-use crate::actors::membership::MembershipMessage;
-use crate::actors::model_host::{self, ModelHostMessage, SeriesRequest};
-use crate::cluster::member::Role;
+use super::{ApiError, Gateway};
+use crate::cluster::member::{MemberView, Role};
+use crate::store::SCHEDULER_LEASE;
 
 #[derive(Debug, Serialize)]
 pub struct ClusterView {
@@ -17,6 +16,22 @@ pub struct ClusterView {
     pub node: String,
     pub scheduler_leader: Option<String>,
     pub members: Vec<Member>,
+    /// The ingest nodes that answered, by name.
+    pub ingest: Vec<Ingest>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Ingest {
+    pub node: String,
+    /// Partitions it consumes.
+    pub partitions: Vec<i32>,
+    /// Messages waiting over the whole topic, as it last saw the group.
+    pub lag: i64,
+    /// Partitions with messages waiting and no live consumer, and for how long.
+    pub stalled: Vec<i32>,
+    pub stalled_for_ms: u64,
+    /// Why it cannot look at the group, if it cannot.
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -30,9 +45,7 @@ pub struct Member {
 }
 
 pub async fn cluster(State(gateway): State<Gateway>) -> Result<Json<ClusterView>, ApiError> {
-    let timeout = ACTOR_TIMEOUT.as_millis() as u64;
-    let view = ractor::call_t!(gateway.membership, MembershipMessage::GetView, timeout)
-        .map_err(|error| ApiError::unavailable(format!("membership does not answer: {error}")))?;
+    let view = gateway.client.view().await?;
     let mut members = Vec::new();
     // Clients (members without roles) come and go; only nodes are listed.
     for member in view
@@ -41,7 +54,12 @@ pub async fn cluster(State(gateway): State<Gateway>) -> Result<Json<ClusterView>
         .filter(|member| !member.roles.is_empty())
     {
         let series = match member.has_role(Role::Models) {
-            true => hosted(&member.name, timeout).await,
+            true => gateway
+                .client
+                .hosted(&member.name)
+                .await
+                .ok()
+                .map(|hosted| hosted.series.len()),
             false => None,
         };
         members.push(Member {
@@ -51,28 +69,47 @@ pub async fn cluster(State(gateway): State<Gateway>) -> Result<Json<ClusterView>
             series,
         });
     }
+    let mut ingest: Vec<Ingest> = gateway
+        .client
+        .ingest_statuses(None)
+        .await
+        .into_iter()
+        .map(|status| Ingest {
+            lag: status.total_lag(),
+            node: status.node,
+            partitions: status.assigned,
+            stalled: status.stalled,
+            stalled_for_ms: status.stalled_for_ms,
+            error: status.error,
+        })
+        .collect();
+    ingest.sort_by(|a, b| a.node.cmp(&b.node));
+    let scheduler_leader = scheduler_leader(&gateway, &view).await?;
     Ok(Json(ClusterView {
         node: gateway.node,
-        scheduler_leader: view
-            .with_role(Role::Scheduler)
-            .first()
-            .map(|leader| leader.name.clone()),
+        ingest,
+        scheduler_leader,
         members,
     }))
 }
 
-/// How many series the model host of `node` runs, if it answers.
-async fn hosted(node: &str, timeout: u64) -> Option<usize> {
-    let host: ActorRef<ModelHostMessage> = pg::get_members(&model_host::group(node))
-        .into_iter()
-        .next()?
-        .into();
-    ractor::call_t!(
-        host,
-        ModelHostMessage::Hosted,
-        timeout,
-        SeriesRequest::default()
-    )
-    .ok()
-    .map(|hosted| hosted.series.len())
+/// The live member holding the scheduler's lease, if an unexpired lease has a live holder.
+async fn scheduler_leader(
+    gateway: &Gateway,
+    view: &MemberView,
+) -> Result<Option<String>, ApiError> {
+    let lease = gateway
+        .database
+        .lease(SCHEDULER_LEASE)
+        .await
+        .map_err(ApiError::database)?;
+    // The holder is `name#incarnation`: a restarted node with the old name is not the holder.
+    Ok(lease
+        .filter(|(_, _, unexpired)| *unexpired)
+        .and_then(|(holder, _, _)| {
+            view.with_role(Role::Scheduler)
+                .into_iter()
+                .find(|member| holder == format!("{}#{}", member.name, member.incarnation))
+                .map(|member| member.name.clone())
+        }))
 }

@@ -5,8 +5,13 @@
 //! Each item is served by its series' model actor, wherever placement puts it, from the
 //! loaded model version (no refit). The whole request is checked first; a bad item fails it
 //! with a 4xx naming the item and what is wrong.
+//!
+//! The cost of one request is bounded: at most [`MAX_ITEMS`] items, [`MAX_DAYS`] days each
+//! and `gateway.forecast_max_days` days in all; items wait for one of the gateway's
+//! `gateway.forecast_concurrency` slots. A caller that goes away drops its request: the items
+//! not yet forecast are never asked for.
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
@@ -16,14 +21,13 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, Gateway};
-use crate::actors::model_host::{ModelHostMessage, SeriesRequest};
+use crate::actors::model::ForecastRequest;
+use crate::cluster::placement::SeriesKey;
 
 /// Most items one request may ask for.
 pub const MAX_ITEMS: usize = 100;
 /// Most days one item may span.
 pub const MAX_DAYS: i64 = 366;
-/// Longest a model actor may take to forecast one item.
-const FORECAST_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Item {
@@ -112,55 +116,38 @@ pub async fn forecast(
         plans.push((item, days as u32));
     }
 
+    let total: u64 = plans.iter().map(|(_, days)| u64::from(*days)).sum();
+    let most = gateway.settings.forecast_max_days;
+    if total > u64::from(most) {
+        return Err(ApiError::bad_request(format!(
+            "{total} forecast days asked in all (each item counted from its last day of \
+             sales), more than {most} (gateway.forecast_max_days): split the request"
+        )));
+    }
+
     let mut answers = Vec::with_capacity(plans.len());
     for (item, days) in plans {
-        let owner = gateway
-            .routing
-            .owner(&gateway, item.store_id, &item.product_name)
-            .await?;
-        let request = SeriesRequest {
+        let key = SeriesKey::new(item.store_id, item.product_name.clone());
+        let owner = gateway.client.owner(&key).await?;
+        // Held until this item's answer is in; the request's time limit bounds the wait.
+        let _slot = Arc::clone(&gateway.forecast_slots)
+            .acquire_owned()
+            .await
+            .map_err(|_| ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message: "the gateway is stopping".to_string(),
+            })?;
+        let request = ForecastRequest {
             store: item.store_id,
             product: item.product_name.clone(),
             days,
             traceparent: String::new(),
-            job_id: None,
         };
-        let reply = match owner
-            .host
-            .call(
-                |port| ModelHostMessage::Forecast(request, port),
-                Some(FORECAST_TIMEOUT),
-            )
-            .await
-        {
-            Ok(ractor::rpc::CallResult::Success(reply)) => reply,
-            Ok(other) => {
-                return Err(ApiError::unavailable(format!(
-                    "node {} did not answer: {other:?}",
-                    owner.node
-                )));
-            }
-            Err(error) => {
-                return Err(ApiError::unavailable(format!(
-                    "node {} unreachable: {error}",
-                    owner.node
-                )));
-            }
-        };
-        let Some(version) = reply.version else {
-            return Err(ApiError {
-                status: StatusCode::CONFLICT,
-                message: format!(
-                    "store {}: {}",
-                    item.store_id,
-                    reply.error.unwrap_or_else(|| "no forecast".to_string())
-                ),
-            });
-        };
+        let forecast = gateway.client.forecast(&owner.node, request).await?;
         answers.push(Answer {
             store_id: item.store_id,
             product_name: item.product_name.clone(),
-            forecast: reply
+            forecast: forecast
                 .points
                 .iter()
                 .filter(|point| point.date >= item.begin_date && point.date <= item.end_date)
@@ -172,8 +159,8 @@ pub async fn forecast(
                 })
                 .collect(),
             api: Api {
-                model_name: version.profile,
-                model_version: version.version,
+                model_name: forecast.version.profile,
+                model_version: forecast.version.version,
             },
         });
     }

@@ -4,35 +4,39 @@
 //!   retraining joins that job; a series training in another job (a train-all) is not trained
 //!   twice either: its model actor answers both with one training;
 //! - `POST /api/train`: a train-all job, started by the leading scheduler (`202`);
+//! - `GET /api/jobs?limit=N&before=ID`: jobs, newest first, a page at a time;
 //! - `GET /api/jobs/{id}`: state, progress and errors;
 //! - `GET /api/jobs/{id}/events`: the same as server-sent events, one each time the job
-//!   moves, until it ends.
+//!   moves, until it ends. One poller per job ([`JobFeeds`]) reads the job for all of its
+//!   streams; streams are capped (`gateway.max_event_streams`, then 503) and last at most
+//!   `gateway.event_stream_max_secs` (a browser's `EventSource` reconnects by itself).
 
+use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use futures_util::Stream;
-use serde::Serialize;
-use tokio::sync::broadcast;
+use futures_util::{Stream, StreamExt as _};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, watch};
 
 use super::stores::parse_store;
 use super::{ApiError, Gateway};
-use crate::actors::model_host::{ModelHostMessage, SeriesRequest};
-use crate::actors::scheduler::request_train_all;
-use crate::store::{Database, Job};
+use crate::cluster::placement::SeriesKey;
+use crate::metrics;
+use crate::store::{Database, Job, JobKind, JobPhase, JobState};
 
-/// Longest one retrain may take (as the scheduler allows a series).
-const TRAIN_TIMEOUT: Duration = Duration::from_secs(1_800);
 /// How long `POST /api/train` keeps asking for a leading scheduler (each ask may take up to
 /// 30 s more; the request time limit bounds the whole).
 const SCHEDULER_WAIT: Duration = Duration::from_secs(10);
-/// How often an event stream looks at its job.
+/// How often a job's poller looks at it.
 const EVENTS_POLL: Duration = Duration::from_millis(200);
 /// Failed series listed in a job's answer, at most.
 const ERRORS_LISTED: usize = 50;
@@ -43,13 +47,13 @@ pub struct Started {
     pub job_id: i64,
     /// False when the request joined a job already running.
     pub created: bool,
-    pub kind: &'static str,
+    pub kind: JobKind,
     pub job: String,
     pub events: String,
 }
 
 impl Started {
-    fn new(job_id: i64, created: bool, kind: &'static str) -> Self {
+    fn new(job_id: i64, created: bool, kind: JobKind) -> Self {
         Started {
             job_id,
             created,
@@ -77,75 +81,46 @@ pub async fn retrain(
     Path((store, product)): Path<(String, String)>,
 ) -> Result<Started, ApiError> {
     let store = parse_store(&store)?;
-    let owner = gateway.routing.owner(&gateway, store, &product).await?;
-    let (job_id, created) = gateway
-        .database
-        .start_retrain_job(store, &product, &gateway.settings.profile, &owner.node)
-        .await
-        .map_err(ApiError::database)?;
-    if created {
-        tracing::info!(job = job_id, store, %product, node = %owner.node, "retrain requested");
-        let database = gateway.database.clone();
-        let job_ended = gateway.job_ended.clone();
-        let request = SeriesRequest {
-            store,
-            product,
-            days: 0,
-            traceparent: String::new(),
-            job_id: Some(job_id),
-        };
-        // The answer comes back to this task; the caller follows the job.
+    let key = SeriesKey::new(store, product.clone());
+    let started = gateway
+        .client
+        .start_retrain(key, &gateway.settings.profile)
+        .await?;
+    if let Some(answer) = started.answer {
+        tracing::info!(job = started.job_id, store, %product, node = %started.owner, "retrain requested");
+        let (job_ended, job_id) = (gateway.job_ended.clone(), started.job_id);
+        // The owner's model actor records the outcome; this only wakes the job's streams.
         tokio::spawn(async move {
-            let reply = owner
-                .host
-                .call(
-                    |port| ModelHostMessage::Train(request, port),
-                    Some(TRAIN_TIMEOUT),
-                )
-                .await;
-            let outcome = match reply {
-                Ok(ractor::rpc::CallResult::Success(reply)) => match reply.version {
-                    Some(version) => Ok(version.version),
-                    None => Err(reply.error.unwrap_or_else(|| "no version".to_string())),
-                },
-                Ok(other) => Err(format!("node {} did not answer: {other:?}", owner.node)),
-                Err(error) => Err(format!("node {} unreachable: {error}", owner.node)),
-            };
-            if let Err(error) = &outcome {
+            if let Ok(Err(error)) = answer.await {
                 tracing::warn!(job = job_id, %error, "retrain failed");
-            }
-            let outcome = outcome
-                .as_ref()
-                .map(|version| *version)
-                .map_err(String::as_str);
-            if let Err(error) = database.finish_retrain_job(job_id, outcome).await {
-                tracing::warn!(job = job_id, %error, "cannot record the retrain's outcome");
             }
             // No stream listening is fine.
             let _ = job_ended.send(job_id);
         });
     }
-    Ok(Started::new(job_id, created, "retrain"))
+    Ok(Started::new(
+        started.job_id,
+        started.created,
+        JobKind::Retrain,
+    ))
 }
 
-pub async fn train_all(State(_gateway): State<Gateway>) -> Result<Started, ApiError> {
-    let (job_id, created) = request_train_all(SCHEDULER_WAIT)
-        .await
-        .map_err(|error| ApiError::unavailable(error.to_string()))?;
-    Ok(Started::new(job_id, created, "train_all"))
+pub async fn train_all(State(gateway): State<Gateway>) -> Result<Started, ApiError> {
+    let (job_id, created) = gateway.client.start_train_all(SCHEDULER_WAIT).await?;
+    Ok(Started::new(job_id, created, JobKind::TrainAll))
 }
 
 /// A job as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct JobView {
     pub id: i64,
-    pub kind: String,
-    /// `pending`, `running`, `succeeded` or `failed`.
-    pub state: String,
-    /// `training`, `forecasting` or `done`.
-    pub phase: String,
+    pub kind: JobKind,
+    pub state: JobState,
+    pub phase: JobPhase,
     pub product: String,
     pub profile: String,
+    /// The store of a one-series job (a retrain).
+    pub store: Option<u32>,
     pub total: i64,
     pub succeeded: i64,
     pub failed: i64,
@@ -171,15 +146,20 @@ pub struct SeriesError {
 
 impl JobView {
     fn is_finished(&self) -> bool {
-        self.state != "pending" && self.state != "running"
+        !self.state.is_active()
     }
 }
 
 /// The job's view, `None` when there is no such job.
 async fn job_view(database: &Database, id: i64) -> Result<Option<JobView>, ApiError> {
-    let Some(job) = database.job(id).await.map_err(ApiError::database)? else {
-        return Ok(None);
-    };
+    match database.job(id).await.map_err(ApiError::database)? {
+        Some(job) => view_of(database, job).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// What the API shows of a job (its tasks are read for a one-series job and for failures).
+async fn view_of(database: &Database, job: Job) -> Result<JobView, ApiError> {
     let Job {
         id,
         kind,
@@ -198,13 +178,15 @@ async fn job_view(database: &Database, id: i64) -> Result<Option<JobView>, ApiEr
         ..
     } = job;
     let mut model_version = None;
+    let mut store = None;
     let mut errors = Vec::new();
     if failed > 0 || total == 1 {
         for task in database.job_tasks(id).await.map_err(ApiError::database)? {
             if total == 1 {
                 model_version = task.model_version;
+                store = Some(task.store.unsigned_abs());
             }
-            if task.state == "failed"
+            if task.state == JobState::Failed
                 && errors.len() < ERRORS_LISTED
                 && let Some(error) = task.error
             {
@@ -221,13 +203,14 @@ async fn job_view(database: &Database, id: i64) -> Result<Option<JobView>, ApiEr
     } else {
         0.0
     };
-    Ok(Some(JobView {
+    Ok(JobView {
         id,
         kind,
         state,
         phase,
         product,
         profile,
+        store,
         total,
         succeeded,
         failed,
@@ -239,7 +222,59 @@ async fn job_view(database: &Database, id: i64) -> Result<Option<JobView>, ApiEr
         finished_at,
         model_version,
         errors,
-    }))
+    })
+}
+
+/// Jobs answered when `limit` is not given, and the most one page may hold.
+pub const DEFAULT_JOBS: u32 = 20;
+pub const MAX_JOBS: u32 = 100;
+
+#[derive(Debug, Deserialize)]
+pub struct JobsQuery {
+    pub limit: Option<u32>,
+    /// Only jobs older than this one: the `next_before` of the previous page.
+    pub before: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct JobsPage {
+    /// Newest first.
+    pub jobs: Vec<JobView>,
+    /// Pass as `before` for the next (older) page; `null` on the last page.
+    pub next_before: Option<i64>,
+}
+
+/// `GET /api/jobs?limit=N&before=ID`: jobs, newest first, a page at a time.
+pub async fn jobs(
+    State(gateway): State<Gateway>,
+    query: Result<Query<JobsQuery>, QueryRejection>,
+) -> Result<Json<JobsPage>, ApiError> {
+    let Query(query) = query.map_err(|rejection| {
+        ApiError::bad_request(format!(
+            "limit and before must be whole numbers: {}",
+            rejection.body_text()
+        ))
+    })?;
+    let limit = query.limit.unwrap_or(DEFAULT_JOBS);
+    if limit == 0 || limit > MAX_JOBS {
+        return Err(ApiError::bad_request(format!(
+            "limit must be 1 to {MAX_JOBS}, not {limit}"
+        )));
+    }
+    // One more than asked tells whether an older page exists.
+    let mut rows = gateway
+        .database
+        .jobs_before(query.before, limit + 1)
+        .await
+        .map_err(ApiError::database)?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next_before = more.then(|| rows.last().map(|job| job.id)).flatten();
+    let mut jobs = Vec::with_capacity(rows.len());
+    for job in rows {
+        jobs.push(view_of(&gateway.database, job).await?);
+    }
+    Ok(Json(JobsPage { jobs, next_before }))
 }
 
 fn parse_job_id(text: &str) -> Result<i64, ApiError> {
@@ -270,51 +305,107 @@ pub async fn job(
 
 /// Server-sent events of a job: a `progress` event with the job (as `GET /api/jobs/{id}`)
 /// each time it changes, then a `done` event with the finished job; the stream then ends.
+/// A `warning` event says the database could not be read (the stream goes on).
 pub async fn events(
     State(gateway): State<Gateway>,
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let id = parse_job_id(&id)?;
-    // Listening before the first look, so an end in between is not missed.
-    let ended = gateway.job_ended.subscribe();
-    let first = job_view(&gateway.database, id)
+    let feeds = &gateway.job_feeds;
+    let slot = feeds.open_slot()?;
+    let first = job_view(&feeds.database, id)
         .await?
         .ok_or_else(|| no_such_job(id))?;
-    let database = gateway.database.clone();
-    let stream =
-        futures_util::stream::unfold((Follow::Send(first), ended), move |(follow, ended)| {
-            let database = database.clone();
-            async move { follow.next(&database, id, ended).await }
-        });
+    let feed = feeds.subscribe(id, first);
+    let watching = Watching {
+        feed,
+        sent: None,
+        done: false,
+        _slot: slot,
+    };
+    let stream = futures_util::stream::unfold(watching, Watching::next)
+        .take_until(tokio::time::sleep(feeds.lifetime));
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
-/// Where an event stream is.
-enum Follow {
-    /// This view is new: send it.
-    Send(JobView),
-    /// Sent this one; look again.
-    Watch(JobView),
-    Ended,
+/// What a job's poller last saw.
+#[derive(Debug, Clone, PartialEq)]
+enum Seen {
+    Job(JobView),
+    /// The database could not be read.
+    Warning(String),
 }
 
-impl Follow {
-    async fn next(
-        self,
-        database: &Database,
-        id: i64,
-        mut ended: broadcast::Receiver<i64>,
-    ) -> Option<(
-        Result<Event, Infallible>,
-        (Follow, broadcast::Receiver<i64>),
-    )> {
-        let mut sent = match self {
-            Follow::Ended => return None,
-            Follow::Send(view) => return Some((event(&view), (Follow::after(view), ended))),
-            Follow::Watch(view) => view,
+/// The event streams of this gateway: their cap and lifetime, and one poller per job
+/// watched, feeding every stream of that job.
+pub struct JobFeeds {
+    database: Database,
+    /// Jobs this gateway saw end, so their pollers look at once.
+    job_ended: broadcast::Sender<i64>,
+    feeds: Mutex<HashMap<i64, watch::Receiver<Seen>>>,
+    slots: Arc<Semaphore>,
+    max_streams: usize,
+    lifetime: Duration,
+}
+
+impl JobFeeds {
+    pub fn new(
+        database: Database,
+        job_ended: broadcast::Sender<i64>,
+        max_streams: usize,
+        lifetime: Duration,
+    ) -> Arc<Self> {
+        Arc::new(JobFeeds {
+            database,
+            job_ended,
+            feeds: Mutex::new(HashMap::new()),
+            slots: Arc::new(Semaphore::new(max_streams)),
+            max_streams,
+            lifetime,
+        })
+    }
+
+    /// A place for one more stream, or a 503 when all are taken.
+    fn open_slot(&self) -> Result<StreamSlot, ApiError> {
+        let permit = Arc::clone(&self.slots)
+            .try_acquire_owned()
+            .map_err(|_| ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message: format!(
+                    "{} event streams are open, the most this gateway serves \
+                 (gateway.max_event_streams): read GET /api/jobs/{{id}} instead, or try later",
+                    self.max_streams
+                ),
+            })?;
+        metrics::metrics().event_streams.inc();
+        Ok(StreamSlot { _permit: permit })
+    }
+
+    /// The feed of job `id`, starting its poller unless one runs; `first` is the job as
+    /// just read.
+    fn subscribe(self: &Arc<Self>, id: i64, first: JobView) -> watch::Receiver<Seen> {
+        let finished = first.is_finished();
+        let Ok(mut feeds) = self.feeds.lock() else {
+            return watch::channel(Seen::Job(first)).1;
         };
+        // A receiver whose sender is gone belongs to a poller that has ended.
+        if let Some(feed) = feeds.get(&id).filter(|feed| feed.has_changed().is_ok()) {
+            return feed.clone();
+        }
+        let (sender, feed) = watch::channel(Seen::Job(first));
+        if finished {
+            return feed; // nothing will change: no poller
+        }
+        feeds.insert(id, feed.clone());
+        tokio::spawn(Arc::clone(self).poll(id, sender));
+        feed
+    }
+
+    /// Reads job `id` every [`EVENTS_POLL`] (at once when this gateway sees it end) while
+    /// a stream watches it and it has not ended.
+    async fn poll(self: Arc<Self>, id: i64, sender: watch::Sender<Seen>) {
+        let mut ended = self.job_ended.subscribe();
         loop {
-            // Look again after a while, or at once when this gateway saw the job end.
             let look_again = tokio::time::sleep(EVENTS_POLL);
             tokio::pin!(look_again);
             loop {
@@ -330,27 +421,103 @@ impl Follow {
                     },
                 }
             }
-            match job_view(database, id).await {
-                Ok(Some(view)) if view != sent => {
-                    return Some((event(&view), (Follow::after(view), ended)));
+            // The map's own receiver is the only one left: nobody watches.
+            if sender.receiver_count() <= 1 && self.forget(id, &sender) {
+                return;
+            }
+            match job_view(&self.database, id).await {
+                Ok(Some(view)) => {
+                    let finished = view.is_finished();
+                    sender.send_if_modified(|seen| {
+                        let new = Seen::Job(view);
+                        let changed = *seen != new;
+                        *seen = new;
+                        changed
+                    });
+                    if finished {
+                        self.forget_now(id);
+                        return;
+                    }
                 }
-                Ok(Some(_)) => {}
-                Ok(None) => return None,
+                Ok(None) => {
+                    self.forget_now(id);
+                    return;
+                }
                 Err(error) => {
-                    // The database may be away for a moment: say so and keep watching.
-                    let warning = Event::default().event("warning").data(error.message);
-                    sent.progress = f64::NAN; // the next view differs, so it is sent again
-                    return Some((Ok(warning), (Follow::Watch(sent), ended)));
+                    sender.send_replace(Seen::Warning(error.message));
                 }
             }
         }
     }
 
-    fn after(view: JobView) -> Follow {
-        if view.is_finished() {
-            Follow::Ended
+    /// Drops job `id`'s feed if still nobody watches it (checked under the lock that
+    /// `subscribe` takes); whether it did.
+    fn forget(&self, id: i64, sender: &watch::Sender<Seen>) -> bool {
+        let Ok(mut feeds) = self.feeds.lock() else {
+            return true;
+        };
+        if sender.receiver_count() <= 1 {
+            feeds.remove(&id);
+            true
         } else {
-            Follow::Watch(view)
+            false
+        }
+    }
+
+    fn forget_now(&self, id: i64) {
+        if let Ok(mut feeds) = self.feeds.lock() {
+            feeds.remove(&id);
+        }
+    }
+}
+
+/// An open stream's place under the cap, given back when the stream is dropped.
+struct StreamSlot {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        metrics::metrics().event_streams.dec();
+    }
+}
+
+/// One event stream: what it sent last of its job's feed.
+struct Watching {
+    feed: watch::Receiver<Seen>,
+    sent: Option<Seen>,
+    done: bool,
+    _slot: StreamSlot,
+}
+
+impl Watching {
+    /// The next event, when the feed moves past what was sent; `None` once the job ended.
+    async fn next(mut self) -> Option<(Result<Event, Infallible>, Watching)> {
+        if self.done {
+            return None;
+        }
+        loop {
+            let seen = self.feed.borrow_and_update().clone();
+            if self.sent.as_ref() != Some(&seen) {
+                let event = match &seen {
+                    Seen::Job(view) => {
+                        self.done = view.is_finished();
+                        event(view)
+                    }
+                    Seen::Warning(message) => {
+                        Ok(Event::default().event("warning").data(message.clone()))
+                    }
+                };
+                self.sent = Some(seen);
+                return Some((event, self));
+            }
+            if self.feed.changed().await.is_err() {
+                // The poller ended (the job is gone, or its end was already sent).
+                let last = self.feed.borrow().clone();
+                if self.sent.as_ref() == Some(&last) {
+                    return None;
+                }
+            }
         }
     }
 }

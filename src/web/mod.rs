@@ -1,7 +1,8 @@
-//! The HTTP gateway: an axum router over the cluster and the database. It talks to actors
-//! (the member view, model hosts, the scheduler) and reads the store for plain queries; it
-//! never fits a model itself.
+//! The HTTP gateway: an axum router over the cluster and the database. It reaches the
+//! cluster (the member view, model actors, the scheduler) through the node's cluster client
+//! and reads the store for plain queries; it never fits a model itself.
 //!
+//! - [`admin`]: the admin listener every node runs (metrics and health);
 //! - [`health`]: `/health/livez`, `/health/readyz`, `/metrics`;
 //! - [`cluster`]: `GET /api/cluster`, the live members and the series each hosts;
 //! - [`stores`]: `GET /api/stores`, a series' latest batch forecast and its recent sales;
@@ -9,19 +10,25 @@
 //! - [`jobs`]: retrain one series or all (`202` with a job id), a job's state and its
 //!   server-sent progress events;
 //! - [`page`]: the web page at `/`, the OpenAPI document and its docs page;
-//! - [`routing`]: which node's model actor serves a series.
+//! - [`observe`]: request ids, spans, the access log, duration metrics, panics as JSON 500s;
+//! - [`server`]: binding the address and serving, as the node's gateway role runs it;
+//! - [`connections`]: serving connections within limits (a cap, header-read and idle
+//!   timeouts), for the gateway and the admin listener.
 //!
 //! Errors are JSON: `{"error": "..."}` with a 4xx or 5xx status that says whose fault it is.
 //! Mutating requests need the bearer token (`gateway.token`); reads too when
 //! `gateway.protect_reads` is set. Every request but an event stream is answered within
 //! `gateway.request_timeout_ms`.
 
+pub mod admin;
 pub mod cluster;
+pub mod connections;
 pub mod forecast;
 pub mod health;
 pub mod jobs;
+pub mod observe;
 pub mod page;
-pub mod routing;
+pub mod server;
 pub mod stores;
 
 use std::net::SocketAddr;
@@ -35,10 +42,10 @@ use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use ractor::ActorRef;
 use serde::Serialize;
 
-use crate::actors::membership::MembershipMessage;
+use crate::actors::client::{ClusterClient, ClusterError};
+use crate::actors::node::NodeStatus;
 use crate::store::Database;
 
 /// How the gateway serves (from `[gateway]`, plus the product and model profile it trains).
@@ -54,41 +61,66 @@ pub struct GatewaySettings {
     pub request_timeout: Duration,
     /// The model profile retrain jobs are recorded with.
     pub profile: String,
+    /// What the gateway's connections are allowed.
+    pub limits: connections::Limits,
+    /// Most job event streams open at once.
+    pub max_event_streams: usize,
+    /// Longest an event stream stays open.
+    pub event_stream_lifetime: Duration,
+    /// Most forecast days one `POST /api/forecast` may ask for, over all its items.
+    pub forecast_max_days: u32,
+    /// Online forecasts run at once.
+    pub forecast_concurrency: usize,
 }
 
 /// What every handler may use.
 #[derive(Clone)]
 pub struct Gateway {
     pub database: Database,
-    pub membership: ActorRef<MembershipMessage>,
+    pub client: ClusterClient,
     pub node: String,
     pub settings: Arc<GatewaySettings>,
-    pub routing: Arc<routing::Routing>,
+    /// Whether the node is stopping (readiness says so).
+    pub status: NodeStatus,
     /// Ids of jobs this gateway saw end, so its event streams answer at once instead of at
     /// their next look.
     pub job_ended: tokio::sync::broadcast::Sender<i64>,
+    /// The pollers that feed job event streams.
+    pub job_feeds: Arc<jobs::JobFeeds>,
+    /// Slots for online forecasts (`gateway.forecast_concurrency`).
+    pub forecast_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Gateway {
     pub fn new(
         database: Database,
-        membership: ActorRef<MembershipMessage>,
+        client: ClusterClient,
+        status: NodeStatus,
         node: String,
         settings: GatewaySettings,
     ) -> Self {
+        let job_ended = tokio::sync::broadcast::channel(64).0;
+        let job_feeds = jobs::JobFeeds::new(
+            database.clone(),
+            job_ended.clone(),
+            settings.max_event_streams,
+            settings.event_stream_lifetime,
+        );
+        let forecast_slots = Arc::new(tokio::sync::Semaphore::new(
+            settings.forecast_concurrency.max(1),
+        ));
         Gateway {
             database,
-            membership,
+            client,
+            status,
             node,
             settings: Arc::new(settings),
-            routing: Arc::new(routing::Routing::default()),
-            job_ended: tokio::sync::broadcast::channel(64).0,
+            job_ended,
+            job_feeds,
+            forecast_slots,
         }
     }
 }
-
-/// Longest the gateway waits for an actor before answering 503.
-pub const ACTOR_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -115,10 +147,15 @@ pub fn router(gateway: Gateway) -> Router {
             get(stores::sales),
         )
         .route(
+            "/api/stores/{store}/products/{product}/versions",
+            get(stores::versions),
+        )
+        .route(
             "/api/stores/{store}/products/{product}/retrain",
             post(jobs::retrain),
         )
         .route("/api/train", post(jobs::train_all))
+        .route("/api/jobs", get(jobs::jobs))
         .route("/api/jobs/{id}", get(jobs::job))
         .layer(middleware::from_fn_with_state(
             gateway.settings.request_timeout,
@@ -126,12 +163,13 @@ pub fn router(gateway: Gateway) -> Router {
         ));
     // An event stream lasts as long as its job: no time limit.
     let streams = Router::new().route("/api/jobs/{id}/events", get(jobs::events));
-    timed
+    let routes = timed
         .merge(streams)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(gateway.clone(), authorize))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(gateway)
+        .with_state(gateway);
+    observe::observed(routes)
 }
 
 /// Whether a request may read without the token: the page, its assets, the docs, health and
@@ -147,6 +185,13 @@ fn open_without_token(path: &str, protect_reads: bool) -> bool {
 }
 
 /// Checks the bearer token of requests that need it; answers 401 otherwise.
+/// Whether `path` is a job's event stream (`/api/jobs/{id}/events`).
+fn is_event_stream(path: &str) -> bool {
+    path.strip_prefix("/api/jobs/")
+        .and_then(|rest| rest.strip_suffix("/events"))
+        .is_some_and(|id| !id.is_empty() && !id.contains('/'))
+}
+
 async fn authorize(State(gateway): State<Gateway>, request: Request, next: Next) -> Response {
     let path = request.uri().path();
     // `POST /api/forecast` reads: it fits nothing and stores nothing.
@@ -156,8 +201,9 @@ async fn authorize(State(gateway): State<Gateway>, request: Request, next: Next)
         !open_without_token(path, gateway.settings.protect_reads)
     };
     if needs_token {
-        // A browser's EventSource cannot set headers: reads may pass `?access_token=`.
-        let from_query = (request.method() == Method::GET)
+        // A browser's EventSource cannot set headers: an event stream may pass
+        // `?access_token=`. Nothing else may, as URLs end up in histories and proxy logs.
+        let from_query = (request.method() == Method::GET && is_event_stream(path))
             .then(|| request.uri().query())
             .flatten()
             .and_then(|query| {
@@ -297,6 +343,22 @@ impl ApiError {
         ApiError {
             status: StatusCode::NOT_FOUND,
             message: message.into(),
+        }
+    }
+}
+
+impl From<ClusterError> for ApiError {
+    /// An unknown series is the request's fault (404); an owner that answered it cannot do
+    /// it is a conflict with the series' state (409); the rest is the cluster's (503).
+    fn from(error: ClusterError) -> Self {
+        let status = match &error {
+            ClusterError::UnknownSeries { .. } => StatusCode::NOT_FOUND,
+            ClusterError::Failed { .. } => StatusCode::CONFLICT,
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError {
+            status,
+            message: error.to_string(),
         }
     }
 }

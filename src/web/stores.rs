@@ -1,9 +1,13 @@
 //! Stores and their batch forecasts, read from the database:
-//! - `GET /api/stores`: every series (store, product) with its latest model version;
+//! - `GET /api/stores`: every series (store, product) with its latest model version (the
+//!   series from the cluster client's cached set, so a burst of these never scans `sales`);
 //! - `GET /api/stores/{store}/products/{product}/forecast`: the latest batch forecast, with the
 //!   model's name and version, the interval bounds and when it was written;
 //! - `GET /api/stores/{store}/products/{product}/sales?days=N`: the series' last N days of
-//!   actual sales (default 90).
+//!   actual sales (default 90);
+//! - `GET /api/stores/{store}/products/{product}/versions?limit=N`: the series' model versions,
+//!   newest first (default 20), with where each was trained and its cross-validation metrics,
+//!   and the node whose model actor owns the series now.
 
 use std::collections::BTreeMap;
 
@@ -27,19 +31,32 @@ pub struct ProductEntry {
     pub product: String,
     /// The latest model version, `null` when the series was never trained.
     pub model_version: Option<i32>,
+    /// The node whose model actor owns the series (`null` with no model host alive).
+    pub owner: Option<String>,
 }
 
 pub async fn stores(State(gateway): State<Gateway>) -> Result<Json<Vec<StoreEntry>>, ApiError> {
-    let series = gateway
+    let series = gateway.client.series().await?;
+    let versions = gateway
         .database
-        .series_overview()
+        .latest_versions()
         .await
         .map_err(ApiError::database)?;
+    let mut routes = BTreeMap::new();
     let mut by_store: BTreeMap<u32, Vec<ProductEntry>> = BTreeMap::new();
-    for (store, product, model_version) in series {
+    for (store, product) in series.series() {
+        let model_version = versions.get(&(store, product.to_string())).copied();
+        if !routes.contains_key(product) {
+            routes.insert(product, gateway.client.routes(product).await?);
+        }
+        let owner = routes
+            .get(product)
+            .and_then(|routes| routes.owner(store))
+            .map(str::to_string);
         by_store.entry(store).or_default().push(ProductEntry {
-            product,
+            product: product.to_string(),
             model_version,
+            owner,
         });
     }
     Ok(Json(
@@ -85,12 +102,7 @@ pub async fn forecast(
         .await
         .map_err(ApiError::database)?;
     let Some(first) = rows.first() else {
-        let known = database
-            .series_overview()
-            .await
-            .map_err(ApiError::database)?
-            .iter()
-            .any(|(known, name, _)| *known == store && *name == product);
+        let known = gateway.client.series().await?.contains(store, &product);
         return Err(ApiError {
             status: StatusCode::NOT_FOUND,
             message: if known {
@@ -195,6 +207,100 @@ pub async fn sales(
                 customers: row.customers,
                 open: row.open,
                 promo: row.promo,
+            })
+            .collect(),
+    }))
+}
+
+/// Versions answered when `limit` is not given, and the most one request may ask.
+pub const DEFAULT_VERSIONS: u32 = 20;
+pub const MAX_VERSIONS: u32 = 500;
+
+#[derive(Debug, Deserialize)]
+pub struct VersionsQuery {
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Versions {
+    pub store: u32,
+    pub product: String,
+    /// The node whose model actor owns the series now (`null` with no model host alive).
+    pub owner: Option<String>,
+    /// Newest first.
+    pub versions: Vec<VersionEntry>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct VersionEntry {
+    pub version: i32,
+    pub trained_at: DateTime<Utc>,
+    /// The node that trained it.
+    pub node: String,
+    pub profile: String,
+    /// First and last day of the sales it was trained on.
+    pub trained_from: NaiveDate,
+    pub trained_to: NaiveDate,
+    /// Cross-validation errors, averaged over the splits; percentages as fractions.
+    pub metrics: VersionMetrics,
+}
+
+#[derive(Debug, Serialize)]
+pub struct VersionMetrics {
+    pub mape: f64,
+    pub rmspe: f64,
+    pub rmse: f64,
+    pub mae: f64,
+}
+
+pub async fn versions(
+    State(gateway): State<Gateway>,
+    Path((store, product)): Path<(String, String)>,
+    query: Result<Query<VersionsQuery>, QueryRejection>,
+) -> Result<Json<Versions>, ApiError> {
+    let store = parse_store(&store)?;
+    let Query(query) = query.map_err(|rejection| {
+        ApiError::bad_request(format!(
+            "limit must be a whole number: {}",
+            rejection.body_text()
+        ))
+    })?;
+    let limit = query.limit.unwrap_or(DEFAULT_VERSIONS);
+    if limit == 0 || limit > MAX_VERSIONS {
+        return Err(ApiError::bad_request(format!(
+            "limit must be 1 to {MAX_VERSIONS}, not {limit}"
+        )));
+    }
+    let routes = gateway.client.routes(&product).await?;
+    if !routes.contains(store) {
+        return Err(ApiError::not_found(format!(
+            "unknown series: store {store} has no sales of product {product}"
+        )));
+    }
+    let history = gateway
+        .database
+        .version_history(store, &product, limit)
+        .await
+        .map_err(ApiError::database)?;
+    Ok(Json(Versions {
+        store,
+        owner: routes.owner(store).map(str::to_string),
+        product,
+        versions: history
+            .into_iter()
+            .map(|version| VersionEntry {
+                version: version.version,
+                trained_at: version.trained_at,
+                node: version.node,
+                profile: version.profile,
+                trained_from: version.trained_from,
+                trained_to: version.trained_to,
+                metrics: VersionMetrics {
+                    mape: version.metrics.mape,
+                    rmspe: version.metrics.rmspe,
+                    rmse: version.metrics.rmse,
+                    mae: version.metrics.mae,
+                },
             })
             .collect(),
     }))

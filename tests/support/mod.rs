@@ -6,8 +6,13 @@ pub mod http;
 pub mod kafka;
 pub mod measure;
 pub mod node;
+pub mod otlp;
+pub mod ports;
 pub mod postgres;
+pub mod prometheus;
+pub mod schema;
 pub mod streaming;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,12 +41,13 @@ pub fn rossmann_dir(test: &str) -> Option<PathBuf> {
     None
 }
 
-/// The `storecast` binary, run in `dir`, with no `STORECAST_*` variable of the caller leaking in.
+/// The `storecast` binary, run in `dir`, with no `STORECAST_*` or `OTEL_*` variable, nor
+/// `RUST_LOG`, of the caller leaking in (the tests read the logs they configure).
 pub fn storecast(dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_storecast"));
     command.current_dir(dir);
     for (name, _) in std::env::vars() {
-        if name.starts_with("STORECAST_") {
+        if name.starts_with("STORECAST_") || name.starts_with("OTEL_") || name == "RUST_LOG" {
             command.env_remove(name);
         }
     }
@@ -52,6 +58,7 @@ pub fn database_config(url: &str) -> DatabaseConfig {
     DatabaseConfig {
         url: url.to_string(),
         max_connections: 4,
+        reader_connections: 2,
         connect_timeout_secs: 10,
     }
 }
@@ -96,4 +103,44 @@ macro_rules! on_both_backends {
             }
         }
     )*};
+}
+
+/// Makes `stores` synthetic stores of `days` days (`storecast dataset synth`) in `dir/data`
+/// and loads them into `url`'s database (`storecast load`), as a user would; returns the last
+/// day of the loaded sales (within the last week: the loader moves dates by whole weeks).
+pub fn load_synthetic(dir: &Path, url: &str, stores: u32, days: u32) -> chrono::NaiveDate {
+    let data = dir.join("data");
+    let (stores, days) = (stores.to_string(), days.to_string());
+    let out = data.display().to_string();
+    let file = data.join("train.csv").display().to_string();
+    let mut printed = String::new();
+    for args in [
+        vec![
+            "dataset", "synth", "--stores", &stores, "--days", &days, "--out", &out,
+        ],
+        vec!["load", &file],
+    ] {
+        let output = storecast(dir)
+            .args(["--database-url", url])
+            .args(&args)
+            .output()
+            .expect("run storecast");
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        printed = String::from_utf8_lossy(&output.stdout).into_owned();
+    }
+    loaded_last_day(&printed)
+}
+
+/// The last day `storecast load` printed ("... shifted +N weeks to FIRST..LAST ...").
+pub fn loaded_last_day(printed: &str) -> chrono::NaiveDate {
+    printed
+        .split_once(" weeks to ")
+        .and_then(|(_, rest)| rest.split_once(".."))
+        .and_then(|(_, rest)| rest.get(..10))
+        .and_then(|date| date.parse().ok())
+        .unwrap_or_else(|| panic!("storecast load printed no date span: {printed}"))
 }

@@ -28,7 +28,21 @@ impl NodeProcess {
         seeds: &[&str],
         extra: &[String],
     ) -> NodeProcess {
+        Self::start_with_env(dir, global, name, address, seeds, extra, &[])
+    }
+
+    /// As [`NodeProcess::start`], with environment variables set for the node.
+    pub fn start_with_env(
+        dir: &Path,
+        global: &[String],
+        name: &str,
+        address: &str,
+        seeds: &[&str],
+        extra: &[String],
+        env: &[(&str, &str)],
+    ) -> NodeProcess {
         let mut child = super::storecast(dir)
+            .envs(env.iter().copied())
             .args(global)
             .args([
                 "node",
@@ -39,9 +53,10 @@ impl NodeProcess {
                 "--seeds",
                 &seeds.join(","),
             ])
-            // Many nodes share this machine: each gateway takes a free port (logged), unless
-            // `extra` sets one.
+            // Many nodes share this machine: each gateway and admin listener takes a free port
+            // (logged), unless `extra` sets one.
             .args(["--set", "gateway.listen=127.0.0.1:0"])
+            .args(["--set", "admin.listen=127.0.0.1:0"])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -78,13 +93,34 @@ impl NodeProcess {
                         return started.elapsed();
                     }
                 }
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => panic!(
-                    "node {} never logged {needles:?}; its log:\n{}",
-                    self.name,
-                    self.log.join("\n")
-                ),
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+                    let state = match self.child.try_wait() {
+                        Ok(Some(status)) => format!("it exited ({status})"),
+                        Ok(None) => "it is still running".to_string(),
+                        Err(error) => format!("its state is unknown ({error})"),
+                    };
+                    panic!(
+                        "node {} never logged {needles:?}; {state}; its log:\n{}",
+                        self.name,
+                        self.log.join("\n")
+                    )
+                }
             }
         }
+    }
+
+    /// Waits for a log line containing `needle` and returns it (`None` never: it panics
+    /// after [`PATIENCE`] with the log).
+    pub fn wait_for_line(&mut self, needle: &str) -> Option<String> {
+        if let Some(line) = self.log.iter().find(|line| line.contains(needle)) {
+            return Some(line.clone());
+        }
+        self.wait_for(&[needle]);
+        self.log
+            .iter()
+            .rev()
+            .find(|line| line.contains(needle))
+            .cloned()
     }
 
     /// Every line the node has logged so far, reading what has arrived without waiting.
@@ -117,8 +153,43 @@ impl Drop for NodeProcess {
     }
 }
 
-/// A loopback address with a port free right now.
-pub fn free_address() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-    listener.local_addr().expect("address").to_string()
+pub use super::ports::free_address;
+
+/// `count` TCP connections to `address` that never send a byte: what a port scanner, a
+/// half-open client or an attacker leaves behind.
+pub fn idle_sockets(address: &str, count: usize) -> Vec<std::net::TcpStream> {
+    (0..count)
+        .map(|_| std::net::TcpStream::connect(address).expect("connect an idle socket"))
+        .collect()
+}
+
+/// Whether the other end closed `socket` within `patience` (it reads end-of-stream or a
+/// reset instead of waiting).
+pub fn closed_by_peer(socket: &mut std::net::TcpStream, patience: Duration) -> bool {
+    use std::io::Read;
+    let deadline = Instant::now() + patience;
+    let mut buffer = [0u8; 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        socket
+            .set_read_timeout(Some(left))
+            .expect("set a read timeout");
+        match socket.read(&mut buffer) {
+            Ok(0) => return true,
+            // A TLS alert or a protocol message before the close: keep reading.
+            Ok(_) => continue,
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
 }

@@ -9,7 +9,6 @@
 //! Missing binaries: with `STORECAST_REQUIRE_SERVICES=1` (as CI sets) that is a test failure;
 //! otherwise the caller is told to skip and says so loudly.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
@@ -117,7 +116,7 @@ impl PgServer {
         // A port can be taken between asking for it and binding it; try a few.
         let mut last_error = String::new();
         for _ in 0..3 {
-            let port = free_port()?;
+            let port = super::ports::free_port();
             let mut settings = format!(
                 "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200",
                 path_str(&server.root)
@@ -190,6 +189,32 @@ impl PgServer {
             ],
         )
         .unwrap_or_else(|error| panic!("cannot start PostgreSQL again: {error}"));
+    }
+
+    /// Freezes the server (SIGSTOP to the postmaster and every backend) for `duration`,
+    /// then lets it run again: a database that stops answering without closing a
+    /// connection, as a stalled disk or a paused VM does.
+    pub fn pause(&self, duration: std::time::Duration) {
+        let pid_file = self.root.join("data").join("postmaster.pid");
+        let postmaster: i32 = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .next()
+                    .and_then(|line| line.trim().parse().ok())
+            })
+            .unwrap_or_else(|| panic!("no postmaster pid in {}", pid_file.display()));
+        let mut frozen = vec![postmaster];
+        frozen.extend(children_of(postmaster));
+        for pid in &frozen {
+            // SAFETY: signalling the test's own PostgreSQL processes.
+            unsafe { libc::kill(*pid, libc::SIGSTOP) };
+        }
+        std::thread::sleep(duration);
+        for pid in &frozen {
+            // SAFETY: as above.
+            unsafe { libc::kill(*pid, libc::SIGCONT) };
+        }
     }
 
     /// The URL of database `name` on this server.
@@ -320,13 +345,6 @@ fn give_to_postgres_user(root: &Path) -> Result<(), String> {
     })
 }
 
-fn free_port() -> Result<u16, String> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .map_err(|error| format!("cannot find a free port: {error}"))
-}
-
 fn path_str(path: &Path) -> &str {
     path.to_str().unwrap_or_default()
 }
@@ -358,4 +376,25 @@ fn register_cleanup(server: &PgServer) {
     unsafe {
         libc::atexit(stop_at_exit);
     }
+}
+
+/// Processes whose parent is `parent`, from /proc.
+fn children_of(parent: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // The command may hold spaces: the fields after its closing parenthesis.
+                    let after = stat.rsplit_once(')')?.1;
+                    after.split_whitespace().nth(1)?.parse::<i32>().ok()
+                })
+                == Some(parent)
+        })
+        .collect()
 }

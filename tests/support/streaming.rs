@@ -53,6 +53,17 @@ pub fn start_node(
     broker: &Broker,
     name: &str,
 ) -> NodeProcess {
+    start_node_with(dir, setup, broker, name, &[])
+}
+
+/// As [`start_node`], with more settings (`KEY=VALUE`) that override the test defaults.
+pub fn start_node_with(
+    dir: &std::path::Path,
+    setup: &Setup,
+    broker: &Broker,
+    name: &str,
+    extra: &[&str],
+) -> NodeProcess {
     let settings: Vec<String> = [
         "cluster.heartbeat_ms=200".to_string(),
         "cluster.failure_timeout_ms=2500".to_string(),
@@ -64,6 +75,7 @@ pub fn start_node(
         "log.level=info,storecast::actors::ingest=debug,ractor=warn,ractor_cluster=warn,ractor_cluster::node::node_session=error".to_string(),
     ]
     .into_iter()
+    .chain(extra.iter().map(|setting| setting.to_string()))
     .flat_map(|setting| ["--set".to_string(), setting])
     .collect();
     let global = vec!["--database-url".to_string(), setup.url.clone()];

@@ -1,9 +1,14 @@
 // The storecast page: pick a series, see its recent sales and latest forecast, retrain it,
-// forecast N days ahead. Everything comes from this gateway's JSON API.
+// forecast N days ahead; and the system around it, updated live: the node whose model actor
+// owns the series, its model versions with their metrics, the cluster and the jobs.
+// Everything comes from this gateway's JSON API.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { stores: [], actual: [], forecast: [], online: [], lastDate: null };
+const state = { stores: [], actual: [], forecast: [], online: [], lastDate: null, owner: null, closedWeekdays: new Set() };
+
+/** How often the cluster, versions and jobs panels are read again. */
+const REFRESH_MS = 2000;
 
 // A token in the address's fragment (as `storecast demo` prints it) is kept for the session.
 const fromFragment = new URLSearchParams(location.hash.slice(1)).get("token");
@@ -43,8 +48,133 @@ function selected() {
   return { store: $("store").value, product: $("product").value };
 }
 
+/** Weekdays (0 = Sunday) on which the store was closed every time in its last four weeks. */
+function closedWeekdays(actual) {
+  const recent = actual.slice(-28);
+  const days = new Map();
+  for (const day of recent) {
+    const weekday = new Date(day.date + "T00:00:00Z").getUTCDay();
+    const seen = days.get(weekday) || { open: 0, closed: 0 };
+    if (day.gap) seen.closed += 1; else seen.open += 1;
+    days.set(weekday, seen);
+  }
+  return new Set([...days].filter(([, seen]) => seen.open === 0 && seen.closed >= 2).map(([weekday]) => weekday));
+}
+
+/** Forecast points on the store's closed weekdays become gaps, as closed actual days are. */
+function markClosed(points) {
+  return points.map((point) => ({ ...point, gap: state.closedWeekdays.has(new Date(point.date + "T00:00:00Z").getUTCDay()) }));
+}
+
 function redraw() {
-  drawChart($("chart"), { actual: state.actual, forecast: state.forecast, online: state.online });
+  drawChart($("chart"), { actual: state.actual, forecast: markClosed(state.forecast), online: markClosed(state.online) });
+}
+
+function cells(row, values) {
+  row.replaceChildren(...values.map((value) => Object.assign(document.createElement("td"), { textContent: value })));
+  return row;
+}
+
+const percent = (fraction) => (fraction > 0 ? `${(100 * fraction).toFixed(1)}%` : "–");
+
+function seriesBase() {
+  const { store, product } = selected();
+  return store && product ? `/api/stores/${store}/products/${encodeURIComponent(product)}` : null;
+}
+
+/** The selected series' versions (newest first) and the node that owns its model actor. */
+async function loadVersions() {
+  const base = seriesBase();
+  if (!base) return;
+  try {
+    const answer = await api(`${base}/versions?limit=10`);
+    if (base !== seriesBase()) return; // another series was picked meanwhile
+    state.owner = answer.owner;
+    $("owner").textContent = answer.owner || "no model host";
+    markOwner();
+    $("versions").tBodies[0].replaceChildren(...answer.versions.map((version) => cells(document.createElement("tr"), [
+      String(version.version),
+      new Date(version.trained_at).toLocaleString(),
+      version.node,
+      version.profile,
+      percent(version.metrics.mape),
+      percent(version.metrics.rmspe),
+    ])));
+    if (answer.versions.length === 0) {
+      $("versions").tBodies[0].replaceChildren(cells(document.createElement("tr"), ["not trained yet", "", "", "", "", ""]));
+    }
+    $("versions").dataset.store = String(answer.store);
+  } catch (error) {
+    $("owner").textContent = `unknown (${error.message})`;
+  }
+}
+
+/** Marks the cluster table's row of the node that owns the selected series. */
+function markOwner() {
+  for (const row of $("cluster").tBodies[0].rows) {
+    row.classList.toggle("owner", row.cells[0]?.textContent === state.owner);
+  }
+}
+
+/** The cluster's nodes, their roles and series, and the scheduler's leader. */
+async function loadCluster() {
+  try {
+    const cluster = await api("/api/cluster");
+    $("leader").textContent = cluster.scheduler_leader ? `· scheduler leader ${cluster.scheduler_leader}` : "· no scheduler leader";
+    $("cluster").tBodies[0].replaceChildren(...cluster.members.map((member) => cells(document.createElement("tr"), [
+      member.name,
+      member.roles.join(", "),
+      member.series === null ? "–" : member.series.toLocaleString(),
+    ])));
+    markOwner();
+  } catch (error) {
+    $("leader").textContent = `· cannot read the cluster: ${error.message}`;
+  }
+}
+
+const jobs = { before: null };
+
+function describeJob(job) {
+  const what = job.kind === "retrain" ? `retrain of store ${job.store ?? "?"}` : job.kind.replace("_", "-");
+  const done = job.succeeded + job.failed;
+  const item = document.createElement("li");
+  item.dataset.job = String(job.id);
+  item.append(`Job ${job.id} · ${what} · ${job.state}`);
+  if (job.state === "pending" || job.state === "running") {
+    item.append(` (${job.phase}) ${done.toLocaleString()}/${job.total.toLocaleString()} `);
+    item.append(Object.assign(document.createElement("progress"), { max: 1, value: job.progress }));
+  } else if (job.kind === "retrain" && job.model_version) {
+    item.append(`, version ${job.model_version}`);
+  } else {
+    item.append(`, ${job.succeeded.toLocaleString()} of ${job.total.toLocaleString()} series trained`);
+  }
+  if (job.failed > 0 || job.state === "failed") {
+    item.classList.add("failed");
+    item.append(` · ${job.failed} failed${job.error ? ": " + job.error : ""}`);
+  }
+  item.append(` · ${new Date(job.created_at).toLocaleTimeString()}`);
+  return item;
+}
+
+/** The newest jobs, or (with `older`) the page after the last one shown. */
+async function loadJobs(older = false) {
+  try {
+    const page = await api(`/api/jobs?limit=8${older && jobs.before ? `&before=${jobs.before}` : ""}`);
+    const items = page.jobs.map(describeJob);
+    if (older) $("jobs").append(...items); else if (!jobs.paged) $("jobs").replaceChildren(...items);
+    if (older) jobs.paged = true;
+    if (older || !jobs.paged) {
+      jobs.before = page.next_before;
+      $("older-jobs").hidden = page.next_before === null;
+    }
+  } catch (error) {
+    $("jobs").replaceChildren(Object.assign(document.createElement("li"), { textContent: `cannot list jobs: ${error.message}` }));
+  }
+}
+
+async function refresh() {
+  await Promise.all([loadVersions(), loadJobs(), loadCluster()]);
+  setTimeout(refresh, REFRESH_MS);
 }
 
 function fillProducts() {
@@ -61,8 +191,10 @@ async function loadSeries() {
   say("Loading…");
   try {
     const sales = await api(`${base}/sales?days=120`);
-    state.actual = sales.sales.map((day) => ({ date: day.date, value: day.sales }));
+    state.actual = sales.sales.map((day) => ({ date: day.date, value: day.sales, gap: !day.open }));
+    state.closedWeekdays = closedWeekdays(state.actual);
     state.lastDate = sales.last_date;
+    loadVersions();
     await loadForecast(base);
     say(`${state.actual.length} days of sales up to ${state.lastDate}`);
   } catch (error) {
@@ -97,6 +229,7 @@ async function retrain() {
     const finished = await follow(started);
     if (finished.state === "succeeded") {
       await loadForecast(`/api/stores/${store}/products/${encodeURIComponent(product)}`);
+      await loadVersions();
       redraw();
       say(`Job ${finished.id}: version ${finished.model_version} trained.`);
     } else {
@@ -180,7 +313,9 @@ async function main() {
   $("product").addEventListener("change", loadSeries);
   $("retrain").addEventListener("click", retrain);
   $("forecast-days").addEventListener("click", forecastDaysAhead);
+  $("older-jobs").addEventListener("click", () => loadJobs(true));
   await loadSeries();
+  refresh();
 }
 
 main();

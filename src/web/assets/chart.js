@@ -14,11 +14,25 @@ function dayNumber(date) {
   return Date.parse(date.slice(0, 10) + "T00:00:00Z") / 86400000;
 }
 
-/** Draws `series` into `svg`: {actual: [{date, value}], forecast: [{date, value, lower, upper}], online: [...]}. */
+/** Points split into runs of consecutive drawn points: a point with `gap` (a closed day)
+ * ends a run, so the line breaks there instead of dropping to zero. */
+function runs(points) {
+  const out = [[]];
+  for (const point of points) {
+    if (point.gap) {
+      if (out[out.length - 1].length) out.push([]);
+    } else {
+      out[out.length - 1].push(point);
+    }
+  }
+  return out.filter((run) => run.length);
+}
+
+/** Draws `series` into `svg`: {actual: [{date, value, gap}], forecast: [{date, value, lower, upper, gap}], online: [...]}. */
 function drawChart(svg, series) {
   const width = 800, height = 360, left = 56, right = 12, top = 12, bottom = 28;
   svg.replaceChildren();
-  const all = [...series.actual, ...series.forecast, ...series.online];
+  const all = [...series.actual, ...series.forecast, ...series.online].filter((point) => !point.gap);
   if (all.length === 0) {
     const text = svgElement("text", { x: width / 2, y: height / 2, "text-anchor": "middle" });
     text.textContent = "no data";
@@ -51,12 +65,16 @@ function drawChart(svg, series) {
     svg.append(label);
   }
 
-  const line = (points) => points.map((point, index) => `${index ? "L" : "M"}${x(point.date).toFixed(1)},${y(point.value).toFixed(1)}`).join("");
-  const band = (points) => {
-    const upper = points.map((point) => `${x(point.date).toFixed(1)},${y(point.upper).toFixed(1)}`);
-    const lower = points.slice().reverse().map((point) => `${x(point.date).toFixed(1)},${y(point.lower).toFixed(1)}`);
+  // A one-day run draws as a dot-sized segment, so an open day between closed ones shows.
+  const line = (points) => runs(points).map((run) => {
+    const path = run.map((point, index) => `${index ? "L" : "M"}${x(point.date).toFixed(1)},${y(point.value).toFixed(1)}`).join("");
+    return run.length === 1 ? `${path}h1` : path;
+  }).join("");
+  const band = (points) => runs(points).map((run) => {
+    const upper = run.map((point) => `${x(point.date).toFixed(1)},${y(point.upper).toFixed(1)}`);
+    const lower = run.slice().reverse().map((point) => `${x(point.date).toFixed(1)},${y(point.lower).toFixed(1)}`);
     return `M${upper.join("L")}L${lower.join("L")}Z`;
-  };
+  }).join("");
   if (series.forecast.length) svg.append(svgElement("path", { class: "band", d: band(series.forecast) }));
   if (series.online.length) svg.append(svgElement("path", { class: "online-band", d: band(series.online) }));
   if (series.actual.length) svg.append(svgElement("path", { class: "actual", d: line(series.actual) }));
