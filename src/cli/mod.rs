@@ -58,11 +58,13 @@ pub enum Command {
     /// Talks to a running cluster: member status, retrain or forecast a store on its owner.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
-    /// Runs storecast on its embedded defaults: synthetic (or given) data into a SQLite file,
-    /// then a summary of what is there.
+    /// Runs a storecast cluster on this machine on its embedded defaults: 1,115 synthetic (or
+    /// given) stores in a SQLite file, an embedded broker, --nodes nodes (3) training every
+    /// store, then the web page until Ctrl-C.
     Demo(demo::DemoArgs),
     /// Loads a Rossmann sales file into the `sales` table as the reference loader does: the
-    /// last months, dates shifted to end yesterday, one product; replaces that product's rows.
+    /// last months, one product, replacing that product's rows; dates move by whole weeks to
+    /// end within the last 7 days (the reference moves them by days to end yesterday).
     Load(load::LoadArgs),
     /// Publishes sales to Kafka as the reference producer does: seeds the database with the
     /// data's history, then "today" rows for every store every --interval seconds (or --once,
