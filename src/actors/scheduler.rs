@@ -280,8 +280,16 @@ async fn tick(
         && state.fired_slot.as_deref() != Some(due.as_str())
     {
         let reply = start_train_all(state, Some(&due), "").await?;
-        if reply.created {
-            tracing::info!(slot = %due, job = ?reply.job_id, "weekly train-all fired");
+        match (reply.created, reply.job_id, reply.error) {
+            (true, job, _) => tracing::info!(slot = %due, job = ?job, "weekly train-all fired"),
+            // Another scheduler fired it (the database fires each slot once), or a job runs.
+            (false, Some(job), _) => {
+                tracing::info!(slot = %due, job, "weekly train-all already fired or running");
+            }
+            (false, None, error) => {
+                let error = error.unwrap_or_default();
+                tracing::warn!(slot = %due, %error, "weekly train-all did not start");
+            }
         }
         state.fired_slot = Some(due);
     }

@@ -82,9 +82,14 @@ impl NodeProcess {
 
     /// Waits for a log line containing every needle; returns how long it took.
     pub fn wait_for(&mut self, needles: &[&str]) -> Duration {
+        self.wait_for_within(needles, PATIENCE)
+    }
+
+    /// As [`NodeProcess::wait_for`], failing after `patience` instead of [`PATIENCE`].
+    pub fn wait_for_within(&mut self, needles: &[&str], patience: Duration) -> Duration {
         let started = Instant::now();
         loop {
-            let left = PATIENCE.saturating_sub(started.elapsed());
+            let left = patience.saturating_sub(started.elapsed());
             match self.lines.recv_timeout(left) {
                 Ok(line) => {
                     let found = needles.iter().all(|needle| line.contains(needle));
