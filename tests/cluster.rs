@@ -190,3 +190,50 @@ fn idle_sockets_never_keep_peers_out_and_are_closed() {
     // Nobody was declared down meanwhile.
     assert!(!a.logged("member down"), "a member was declared down");
 }
+
+/// A node with another `cluster.cookie` is refused, and both ends say why; the others go on
+/// forming their cluster.
+#[test]
+fn a_node_with_another_cookie_is_refused_and_told_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let with_cookie = |name: &str, address: &str, seeds: &[&str], cookie: &str| {
+        let settings: Vec<String> = [
+            format!("cluster.heartbeat_ms={HEARTBEAT_MS}"),
+            format!("cluster.failure_timeout_ms={FAILURE_TIMEOUT_MS}"),
+            "cluster.reconnect_max_ms=1000".to_string(),
+            "cluster.roles=gateway".to_string(),
+            format!("cluster.cookie={cookie}"),
+        ]
+        .into_iter()
+        .flat_map(|setting| ["--set".to_string(), setting])
+        .collect();
+        NodeProcess::start(dir.path(), &[], name, address, seeds, &settings)
+    };
+    let (a_address, b_address, s_address) = (free_address(), free_address(), free_address());
+    let mut alpha = with_cookie("alpha", &a_address, &[], "the-cluster-cookie");
+    alpha.wait_for(&["cluster view: 1 members [alpha]"]);
+    let mut stranger = with_cookie("stranger", &s_address, &[&a_address], "another-cookie");
+    stranger.wait_for(&["cannot reach", &a_address, "cluster.cookie differs"]);
+    alpha.wait_for(&["closed before it authenticated", "cluster.cookie differs"]);
+    // A node with the right cookie still joins; the stranger never does.
+    let mut bravo = with_cookie("bravo", &b_address, &[&a_address], "the-cluster-cookie");
+    bravo.wait_for(&["cluster view: 2 members [alpha, bravo]"]);
+    alpha.wait_for(&["cluster view: 2 members [alpha, bravo]"]);
+    for node in [&mut alpha, &mut bravo] {
+        assert!(
+            !node
+                .log_so_far()
+                .iter()
+                .any(|line| line.contains("member up member=stranger")),
+            "{} let the stranger in",
+            node.name
+        );
+    }
+    assert!(
+        !stranger
+            .log_so_far()
+            .iter()
+            .any(|line| line.contains("member up")),
+        "the stranger joined"
+    );
+}

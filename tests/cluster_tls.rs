@@ -93,6 +93,36 @@ fn nodes_form_over_tls_and_strangers_are_turned_away() {
     drop((stranger, plain));
 }
 
+/// Over TLS too, a node whose certificate the CA signed but whose `cluster.cookie` differs is
+/// refused after the TLS handshake, and both ends say why (once the handshake time is up: a
+/// refused TLS session leaves its socket open).
+#[test]
+fn a_node_with_another_cookie_is_refused_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    make_authority(dir.path(), "cluster-ca", &["alpha", "bravo"]);
+    let (a_address, b_address) = (free_address(), free_address());
+    let start = |name: &str, address: &str, seeds: &[&str], cookie: &str| {
+        let mut settings = settings(dir.path(), name, "cluster-ca");
+        settings.extend(["--set".to_string(), format!("cluster.cookie={cookie}")]);
+        NodeProcess::start(dir.path(), &[], name, address, seeds, &settings)
+    };
+    let mut alpha = start("alpha", &a_address, &[], "the-cluster-cookie");
+    alpha.wait_for(&["cluster view: 1 members [alpha]"]);
+    let mut bravo = start("bravo", &b_address, &[&a_address], "another-cookie");
+    bravo.wait_for(&["cannot reach", &a_address, "cluster.cookie differs"]);
+    alpha.wait_for(&[
+        "not authenticated in time after its TLS handshake",
+        "cluster.cookie differs",
+    ]);
+    assert!(
+        !alpha
+            .log_so_far()
+            .iter()
+            .any(|line| line.contains("TLS handshake failed") || line.contains("member up")),
+        "the TLS handshake is not what refused bravo, and bravo never joined"
+    );
+}
+
 #[test]
 fn idle_sockets_never_keep_peers_out() {
     let dir = tempfile::tempdir().unwrap();

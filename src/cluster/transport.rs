@@ -9,7 +9,9 @@
 //! 2. is handed to the node server (`NodeServerMessage::ConnectionOpened`), which runs
 //!    ractor_cluster's cookie authentication as it would for its own connections;
 //! 3. is closed if it has not authenticated by the same deadline (a duplicate of the
-//!    socket's descriptor is kept for that: shutting it down ends the session's reads).
+//!    socket's descriptor is kept for that: shutting it down ends the session's reads); one
+//!    that closes before authenticating was refused for its cookie (ractor_cluster's own log
+//!    says only "auth_fail"), and both ends say so.
 //!
 //! [`serve`] does this for every connection accepted on the cluster port, [`dial`] for one
 //! connection to a peer. The node server still starts its own listener; it is bound to an
@@ -129,20 +131,84 @@ async fn handshake(stream: TcpStream, peer: SocketAddr, handshakes: Handshakes) 
     if handshakes.node_server.cast(opened).is_err() {
         return; // the node is stopping
     }
-    tokio::time::sleep_until(deadline).await;
-    if authenticated(&handshakes.node_server, peer).await {
-        count("authenticated");
-    } else {
-        count("timed_out");
-        tracing::debug!(%peer, "cluster connection closed: not authenticated in time");
-        let _ = watchdog.shutdown(std::net::Shutdown::Both);
+    match await_authentication(&handshakes.node_server, peer, &watchdog, deadline).await {
+        Authentication::Done => count("authenticated"),
+        Authentication::ClosedBefore => {
+            count("refused");
+            tracing::warn!(%peer, "cluster connection closed before it authenticated: {COOKIE_HINT}");
+        }
+        // The node server may be too busy to answer quickly: one patient look before closing.
+        Authentication::TimedOut if authenticated(&handshakes.node_server, peer).await => {
+            count("authenticated");
+        }
+        Authentication::TimedOut => {
+            count("timed_out");
+            // Past a TLS handshake, a peer that does not authenticate is a storecast node
+            // (our CA signed it) that the cookie check refused: ractor_cluster drops a TLS
+            // session without closing the socket, so this deadline is where it shows.
+            if handshakes.tls.is_some() {
+                tracing::warn!(%peer, "cluster connection closed: not authenticated in time after its TLS handshake: {COOKIE_HINT}");
+            } else {
+                tracing::debug!(%peer, "cluster connection closed: not authenticated in time");
+            }
+            let _ = watchdog.shutdown(std::net::Shutdown::Both);
+        }
     }
 }
 
-/// The stream, and a second descriptor of the same socket to shut it down by later.
+/// What a connection that ends during ractor_cluster's authentication most likely means.
+const COOKIE_HINT: &str =
+    "the peer's cluster.cookie differs from this node's, or it is not a storecast node";
+
+/// How a connection's authentication ended.
+enum Authentication {
+    Done,
+    /// The session ended first: one side refused the other's cookie.
+    ClosedBefore,
+    TimedOut,
+}
+
+/// Waits until the node server has an authenticated session with `peer`, the connection
+/// closes, or `deadline` passes.
+async fn await_authentication(
+    node_server: &ActorRef<NodeServerMessage>,
+    peer: SocketAddr,
+    watchdog: &std::net::TcpStream,
+    deadline: Instant,
+) -> Authentication {
+    let peer = peer.to_string();
+    while Instant::now() < deadline {
+        if let Ok(sessions) = ractor::call_t!(
+            node_server,
+            NodeServerMessage::GetSessions,
+            AUTHENTICATION_POLL.as_millis() as u64 * 20
+        ) && sessions.values().any(|session| session.peer_addr == peer)
+        {
+            return Authentication::Done;
+        }
+        if closed(watchdog) {
+            return Authentication::ClosedBefore;
+        }
+        tokio::time::sleep(AUTHENTICATION_POLL).await;
+    }
+    Authentication::TimedOut
+}
+
+/// Whether the socket has been closed, by either end (it reads end-of-stream or an error).
+fn closed(socket: &std::net::TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    match socket.peek(&mut byte) {
+        Ok(read) => read == 0,
+        Err(error) => error.kind() != std::io::ErrorKind::WouldBlock,
+    }
+}
+
+/// The stream, and a second descriptor of the same socket to look at it and shut it down by
+/// later (non-blocking, as the stream is).
 fn with_watchdog(stream: TcpStream) -> std::io::Result<(TcpStream, std::net::TcpStream)> {
     let stream = stream.into_std()?;
     let watchdog = stream.try_clone()?;
+    watchdog.set_nonblocking(true)?;
     Ok((TcpStream::from_std(stream)?, watchdog))
 }
 
@@ -206,19 +272,17 @@ pub async fn dial(dialler: &Dialler, address: &str) -> Result<(), String> {
         .node_server
         .cast(opened)
         .map_err(|_| "the node is stopping".to_string())?;
-    while Instant::now() < deadline {
-        if let Ok(sessions) = ractor::call_t!(
-            dialler.node_server,
-            NodeServerMessage::GetSessions,
-            AUTHENTICATION_POLL.as_millis() as u64 * 20
-        ) && sessions
-            .values()
-            .any(|session| session.peer_addr == peer.to_string())
-        {
-            return Ok(());
+    match await_authentication(&dialler.node_server, peer, &watchdog, deadline).await {
+        Authentication::Done => Ok(()),
+        Authentication::ClosedBefore => Err(format!(
+            "the connection closed before it authenticated: {COOKIE_HINT}"
+        )),
+        Authentication::TimedOut => {
+            let _ = watchdog.shutdown(std::net::Shutdown::Both);
+            Err(format!(
+                "not authenticated within {:?}: {COOKIE_HINT}, or it is too busy to answer",
+                dialler.timeout
+            ))
         }
-        tokio::time::sleep(AUTHENTICATION_POLL).await;
     }
-    let _ = watchdog.shutdown(std::net::Shutdown::Both);
-    Err(format!("not authenticated within {:?}", dialler.timeout))
 }
