@@ -26,6 +26,7 @@ const ENV_NOT_KEYS: &[&str] = &[
     "STORECAST_ROSSMANN_DIR",
     "STORECAST_PG_BIN",
     "STORECAST_KAFKA_DEBUG",
+    "STORECAST_SKIP_LOG",
 ];
 
 /// The effective configuration of one storecast process.

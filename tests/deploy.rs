@@ -249,7 +249,7 @@ fn promtool() -> Option<PathBuf> {
         if support::postgres::services_required() {
             panic!("promtool is required (STORECAST_REQUIRE_SERVICES=1) but not on PATH");
         }
-        eprintln!("SKIPPED promtool checks: no promtool on PATH");
+        support::skipped("promtool checks", "no promtool on PATH");
     }
     found
 }

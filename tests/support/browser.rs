@@ -34,7 +34,7 @@ impl Browser {
                     "Chromium and ChromeDriver are required (STORECAST_REQUIRE_SERVICES=1) but /usr/bin/chromium or /usr/bin/chromedriver is missing: run scripts/test"
                 );
             }
-            eprintln!("SKIPPED {test}: no /usr/bin/chromium or /usr/bin/chromedriver");
+            super::skipped(test, "no /usr/bin/chromium or /usr/bin/chromedriver");
             return None;
         }
         let address = free_address();

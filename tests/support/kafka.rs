@@ -53,7 +53,7 @@ impl Broker {
                     "the tansu broker is required (STORECAST_REQUIRE_SERVICES=1) but is not installed: run scripts/test, or set STORECAST_TANSU_BIN"
                 );
             }
-            eprintln!("SKIPPED {test}: no tansu broker installed (scripts/test installs it)");
+            super::skipped(test, "no tansu broker installed (scripts/test installs it)");
             return None;
         };
         let address = super::node::free_address();

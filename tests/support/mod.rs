@@ -37,8 +37,27 @@ pub fn rossmann_dir(test: &str) -> Option<PathBuf> {
             dir.display()
         );
     }
-    eprintln!("SKIPPED {test}: no Rossmann data in {}", dir.display());
+    skipped(test, &format!("no Rossmann data in {}", dir.display()));
     None
+}
+
+/// Says that `test` skipped for a missing service (only when STORECAST_REQUIRE_SERVICES is
+/// not set), on stderr and in the file `STORECAST_SKIP_LOG` names: `scripts/test` counts
+/// those lines, as cargo shows a passing test's stderr to nobody.
+pub fn skipped(test: &str, reason: &str) {
+    use std::io::Write as _;
+    eprintln!("SKIPPED {test}: {reason}");
+    if let Some(path) = std::env::var_os("STORECAST_SKIP_LOG") {
+        let line = format!("{test}: {reason}\n");
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut file| file.write_all(line.as_bytes()));
+        if let Err(error) = written {
+            panic!("cannot note a skipped test in {}: {error}", path.display());
+        }
+    }
 }
 
 /// The `storecast` binary, run in `dir`, with no `STORECAST_*` or `OTEL_*` variable, nor

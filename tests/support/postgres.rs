@@ -58,7 +58,7 @@ pub fn fresh_database_with(test: &str, durability: Durability) -> Option<String>
             panic!("PostgreSQL is required (STORECAST_REQUIRE_SERVICES=1) but {reason}")
         }
         Err(reason) => {
-            eprintln!("SKIPPED {test}: PostgreSQL unavailable: {reason}");
+            super::skipped(test, &format!("PostgreSQL unavailable: {reason}"));
             return None;
         }
     };

@@ -28,7 +28,7 @@ fn binary(test: &str) -> Option<PathBuf> {
         if super::postgres::services_required() {
             panic!("prometheus is required (STORECAST_REQUIRE_SERVICES=1) but not on PATH");
         }
-        eprintln!("SKIPPED {test}: no prometheus binary on PATH");
+        super::skipped(test, "no prometheus binary on PATH");
     }
     found
 }
