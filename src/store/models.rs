@@ -100,12 +100,17 @@ struct Row {
     node: String,
 }
 
+/// A version's metrics from their stored JSON.
+fn parse_metrics(store: u32, version: i32, text: &str) -> Result<Metrics, StoreError> {
+    serde_json::from_str(text).map_err(|error| StoreError::Corrupt {
+        what: format!("metrics of store {store} version {version}"),
+        reason: error.to_string(),
+    })
+}
+
 impl Row {
     fn into_version(self) -> Result<ModelVersion, StoreError> {
-        let metrics = serde_json::from_str(&self.metrics).map_err(|error| StoreError::Corrupt {
-            what: format!("metrics of store {} version {}", self.store, self.version),
-            reason: error.to_string(),
-        })?;
+        let metrics = parse_metrics(self.store.unsigned_abs(), self.version, &self.metrics)?;
         Ok(ModelVersion {
             store: self.store.unsigned_abs(),
             product: self.product,
@@ -362,11 +367,7 @@ impl Database {
         .map_err(StoreError::query("listing model versions"))?;
         rows.into_iter()
             .map(|row| {
-                let metrics =
-                    serde_json::from_str(&row.metrics).map_err(|error| StoreError::Corrupt {
-                        what: format!("metrics of store {store} version {}", row.version),
-                        reason: error.to_string(),
-                    })?;
+                let metrics = parse_metrics(store, row.version, &row.metrics)?;
                 Ok(VersionSummary {
                     version: row.version,
                     profile: row.profile,
