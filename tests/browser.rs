@@ -240,7 +240,11 @@ fn the_page_shows_a_store_retrains_it_and_forecasts_days_ahead() {
          [document.documentElement.scrollWidth, window.innerWidth]",
         minute,
     );
-    assert!(overflow[0].as_u64() <= overflow[1].as_u64(), "{overflow}");
+    let (scroll_width, screen_width) = (
+        overflow[0].as_u64().expect("a scroll width"),
+        overflow[1].as_u64().expect("a screen width"),
+    );
+    assert!(scroll_width <= screen_width, "{overflow}");
     browser.screenshot(&artifact("page-phone.png"));
     drop(browser);
     demo.stop();
