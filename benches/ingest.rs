@@ -17,9 +17,11 @@
 //!    all landed" runs from the node processes' start (process start, database connect and
 //!    group join included). A run is done when `SELECT count(*)` of the streamed days holds
 //!    every row, or when the group has committed every partition's end (rows still missing
-//!    then were skipped by the broker, and are reported: tansu 0.6.0 answers a fetch that
-//!    starts inside a record batch with the batches after it, which loses the rest of that
-//!    batch when partitions move between nodes). `sqlx::query=debug` makes the nodes log each
+//!    then are looked up: the topic is read again for their offsets, and each batch line
+//!    carries the offsets it stood for; a missing row no stored batch stood for never reached
+//!    a node, which is what tansu 0.6.0 does when it answers a fetch that starts inside a
+//!    record batch with the batches after it, as partitions move between nodes; one a stored
+//!    batch stood for was lost by storecast, and ends the bench). `sqlx::query=debug` makes the nodes log each
 //!    statement's duration, so each batch's write (COPY, or the upsert) and COMMIT times are
 //!    known; meanwhile the node consumes and parses the next batch;
 //! 2. **the pieces alone**, to tell where the bottleneck is: the producer's rate into the
@@ -52,7 +54,7 @@ mod support;
 use storecast::cli::thousands;
 use support::measure::{load_averages, millis, percentile};
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -336,6 +338,7 @@ fn start_node(
         events: Vec::new(),
         pending: StatementTimes::default(),
         problems: Vec::new(),
+        stored_spans: Vec::new(),
     }
 }
 
@@ -352,6 +355,8 @@ struct Watched {
     pending: StatementTimes,
     /// WARN and ERROR lines.
     problems: Vec<String>,
+    /// The offsets each stored batch stood for: (partition, first, next), from its line.
+    stored_spans: Vec<(i32, i64, i64)>,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -407,6 +412,7 @@ impl Watched {
                     rows: rows.expect("a batch line has rows=N"),
                     statements: std::mem::take(&mut self.pending),
                 }));
+                self.stored_spans.extend(offset_spans(line));
             } else if line.contains("ingest partitions revoked") {
                 self.events.push(Event::Revoked);
             } else if line.contains("ingest partitions assigned") {
@@ -453,6 +459,27 @@ impl Watched {
     fn rows(&self) -> u64 {
         self.batches().map(|batch| batch.rows).sum()
     }
+}
+
+/// The offsets a batch line's span stands for: (partition, first, next) from its
+/// `first_offsets=P:FIRST,..` and `next_offsets=P:NEXT,..` fields.
+fn offset_spans(line: &str) -> Vec<(i32, i64, i64)> {
+    let parse = |name: &str| -> BTreeMap<i32, i64> {
+        field(line, name)
+            .unwrap_or_default()
+            .trim_end_matches(['}', ':'])
+            .split(',')
+            .filter_map(|pair| {
+                let (partition, offset) = pair.split_once(':')?;
+                Some((partition.parse().ok()?, offset.parse().ok()?))
+            })
+            .collect()
+    };
+    let next = parse("next_offsets");
+    parse("first_offsets")
+        .into_iter()
+        .filter_map(|(partition, first)| Some((partition, first, *next.get(&partition)?)))
+        .collect()
 }
 
 /// The line's leading RFC 3339 timestamp, as seconds since the Unix epoch.
@@ -766,9 +793,9 @@ struct NodeShare {
 struct ThroughputRun {
     spec: RunSpec,
     stall: Option<Stall>,
-    /// Rows that never landed although the group committed every offset: messages the
-    /// broker skipped when a consumer resumed inside a record batch.
-    skipped: Option<u64>,
+    /// Rows that never landed although the group committed every offset, and what the
+    /// evidence says of them (never storecast's loss: that ends the bench).
+    skipped: Option<(u64, Missing)>,
     rows: usize,
     produce: PieceRow,
     consume: PieceRow,
@@ -880,11 +907,22 @@ fn throughput(
             }
             let committed = offsets.committed();
             if committed == ends {
+                let spans: Vec<(i32, i64, i64)> = nodes
+                    .iter()
+                    .flat_map(|node| node.stored_spans.iter().copied())
+                    .collect();
+                let missing = missing_rows(runtime, &broker, &postgres, data, &spans);
                 eprintln!(
-                    "  every offset committed, but {} rows missing: skipped by the broker",
+                    "  every offset committed, but {} rows missing: {missing}",
                     expected - landed
                 );
-                skipped = Some(expected - landed);
+                if let Missing::LostByStorecast { .. } = missing {
+                    panic!(
+                        "rows lost by storecast ({} nodes, batch_rows {}): {missing}",
+                        spec.nodes, spec.batch_rows
+                    );
+                }
+                skipped = Some((expected - landed, missing));
                 break;
             }
             if quiet >= STALL_PATIENCE {
@@ -967,6 +1005,124 @@ fn throughput(
     drop(broker);
     postgres.close(runtime);
     run
+}
+
+/// Why rows are missing after the group committed every partition's end, as far as the
+/// evidence goes: each missing row's offset is found by reading the topic again, then looked
+/// up in the offset spans of the batches the nodes stored.
+enum Missing {
+    /// None of them was in a batch a node stored: the consumers never received them,
+    /// though the group committed past them. That is what tansu 0.6.0's mid-batch fetch does.
+    NeverDelivered {
+        rows: usize,
+        partitions: BTreeSet<i32>,
+    },
+    /// Some were in a batch a node logged as stored and committed: storecast lost them.
+    LostByStorecast { rows: usize, example: (i32, i64) },
+    /// Some are not in the topic at all (or the batch lines carry no offsets): no cause is
+    /// claimed.
+    Unexplained { rows: usize, not_in_topic: usize },
+}
+
+impl std::fmt::Display for Missing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Missing::NeverDelivered { rows, partitions } => write!(
+                f,
+                "none of the {rows} was in a batch a node stored (partitions {partitions:?}): \
+                 the broker never delivered them, though the group committed past them"
+            ),
+            Missing::LostByStorecast { rows, example } => write!(
+                f,
+                "{rows} were in batches a node logged as stored and committed (e.g. partition \
+                 {} offset {}): lost by storecast, not by the broker",
+                example.0, example.1
+            ),
+            Missing::Unexplained { rows, not_in_topic } => write!(
+                f,
+                "{rows} missing, cause not established ({not_in_topic} not found in the topic)"
+            ),
+        }
+    }
+}
+
+/// Finds the streamed messages whose row is not in the table, their offsets (reading the
+/// topic from the start with a group of its own), and whether a stored batch covered them.
+fn missing_rows(
+    runtime: &tokio::runtime::Runtime,
+    broker: &Broker,
+    postgres: &Postgres,
+    data: &Data,
+    stored_spans: &[(i32, i64, i64)],
+) -> Missing {
+    let landed: BTreeSet<(i32, NaiveDate)> = runtime.block_on(async {
+        let Database::Postgres(pool) = &postgres.database else {
+            unreachable!("the benchmark runs on PostgreSQL")
+        };
+        sqlx::query_as("SELECT store, date FROM sales WHERE product = $1 AND date >= $2")
+            .bind(PRODUCT)
+            .bind(postgres.today)
+            .fetch_all(pool)
+            .await
+            .expect("read the streamed rows")
+            .into_iter()
+            .collect()
+    });
+    let missing: BTreeSet<&str> = data
+        .messages
+        .iter()
+        .filter(|(_, json)| {
+            let sale = parse_sale(json.as_bytes()).expect("the bench's own messages parse");
+            !landed.contains(&(sale.row.store as i32, sale.row.date))
+        })
+        .map(|(_, json)| json.as_str())
+        .collect();
+    let rows = missing.len();
+    let _entered = runtime.enter();
+    let group = format!("storecast-bench-missing-{}", epoch_now());
+    let (consumer, _) = kafka::consumer(&broker.address, &group, Duration::from_secs(10))
+        .expect("a consumer for the missing rows");
+    consumer.subscribe(&[TOPIC]).expect("subscribe");
+    let mut found = Vec::new();
+    runtime.block_on(async {
+        for _ in 0..data.messages.len() {
+            match tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await {
+                Ok(Ok(message)) => {
+                    let payload = message.payload().unwrap_or_default();
+                    if std::str::from_utf8(payload).is_ok_and(|json| missing.contains(json)) {
+                        found.push((message.partition(), message.offset()));
+                    }
+                }
+                Ok(Err(error)) => eprintln!("  consumer error: {error}"),
+                Err(_) => break,
+            }
+        }
+    });
+    if found.len() < rows || stored_spans.is_empty() {
+        return Missing::Unexplained {
+            rows,
+            not_in_topic: rows - found.len().min(rows),
+        };
+    }
+    let covered: Vec<(i32, i64)> = found
+        .iter()
+        .copied()
+        .filter(|(partition, offset)| {
+            stored_spans.iter().any(|(span_partition, first, next)| {
+                span_partition == partition && (*first..*next).contains(offset)
+            })
+        })
+        .collect();
+    match covered.first() {
+        Some(example) => Missing::LostByStorecast {
+            rows: covered.len(),
+            example: *example,
+        },
+        None => Missing::NeverDelivered {
+            rows,
+            partitions: found.iter().map(|(partition, _)| *partition).collect(),
+        },
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1555,23 +1711,37 @@ impl Report {
                 run.load
             );
         }
+        let never_delivered =
+            |run: &&ThroughputRun| matches!(run.skipped, Some((_, Missing::NeverDelivered { .. })));
         let skipped: Vec<String> = self
             .runs
             .iter()
+            .filter(never_delivered)
             .filter_map(|run| {
-                let rows = run.skipped?;
+                let (rows, _) = run.skipped.as_ref()?;
                 Some(format!(
                     "{} rows in the {} run",
-                    thousands(rows),
+                    thousands(*rows),
                     run.label()
                 ))
             })
             .collect();
+        for run in self.runs.iter().filter(|run| !never_delivered(run)) {
+            if let Some((rows, missing)) = &run.skipped {
+                println!();
+                println!(
+                    "**Rows missing** in the {} run: {}; {missing}.",
+                    run.label(),
+                    thousands(*rows)
+                );
+            }
+        }
         if !skipped.is_empty() {
             println!();
             println!(
                 "**Rows lost to the test broker**: {}. The group committed every partition's end, \
-                 but these rows never reached a node. tansu 0.6.0 answers a fetch that starts \
+                 but these rows never reached a node: each is in the topic, at an offset no \
+                 batch a node stored stood for (checked by reading the topic again). tansu 0.6.0 answers a fetch that starts \
                  inside a record batch with the batches after it, skipping the rest of that batch \
                  (the producer packs thousands of messages per batch here); a consumer resumes \
                  mid-batch when partitions move, i.e. after a rebalance. A real Kafka broker \

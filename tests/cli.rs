@@ -2,7 +2,7 @@
 
 mod support;
 
-use support::storecast;
+use support::{run_within, storecast};
 
 use std::path::Path;
 
@@ -295,28 +295,6 @@ async fn snapshot(database: &Database) -> Vec<storecast::dataset::SalesRow> {
         rows.extend(database.series_sales(store, "product_A").await.unwrap());
     }
     rows
-}
-
-/// Runs `command` to its end, failing the test after `limit`.
-fn run_within(command: &mut Command, limit: std::time::Duration) -> Output {
-    let child = command
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start storecast");
-    let pid = child.id();
-    let (send, receive) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = send.send(child.wait_with_output());
-    });
-    match receive.recv_timeout(limit) {
-        Ok(output) => output.expect("storecast's output"),
-        Err(_) => {
-            // SAFETY: a signal to our own child process, which has not been reaped.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-            panic!("storecast did not finish within {limit:?}");
-        }
-    }
 }
 
 /// The demo's smoke test, as CI runs it: three nodes, 1,115 synthetic stores, `--exit`.

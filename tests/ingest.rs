@@ -388,3 +388,130 @@ async fn a_model_actor_learns_that_newer_sales_arrived() {
     assert!(retrained.contains("version 2 trained"), "{retrained}");
     assert!(!client(&["forecast", "--store", "3"]).contains("newer"));
 }
+
+/// With `ingest.retrain_on_new_data`, sales landing for a series retrain it once: two nodes
+/// ingest and host the model actors; a round for stores 1 to 10 gives each of them exactly
+/// one version and no other store any; a later round for stores 11 and 12, once it has given
+/// them theirs, shows that no second retrain of the first ten followed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_sales_retrain_each_of_their_series_exactly_once_when_configured() {
+    let Some(stream) = stream("ingest_retrain_on_new_data", 4, false).await else {
+        return;
+    };
+    let addresses = [support::node::free_address(), support::node::free_address()];
+    let settings: Vec<String> = [
+        "cluster.roles=ingest,models".to_string(),
+        format!("ingest.brokers={}", stream.broker.address),
+        "ingest.batch_ms=100".to_string(),
+        "ingest.retrain_on_new_data=true".to_string(),
+        "train.profile=reference".to_string(),
+        "cluster.heartbeat_ms=200".to_string(),
+    ]
+    .into_iter()
+    .flat_map(|setting| ["--set".to_string(), setting])
+    .collect();
+    let global = vec!["--database-url".to_string(), stream.setup.url.clone()];
+    let mut nodes: Vec<support::node::NodeProcess> = ["alpha", "bravo"]
+        .iter()
+        .zip(&addresses)
+        .map(|(name, address)| {
+            support::node::NodeProcess::start(
+                stream.dir.path(),
+                &global,
+                name,
+                address,
+                &[addresses[0].as_str()],
+                &settings,
+            )
+        })
+        .collect();
+    for node in &mut nodes {
+        node.wait_for(&["cluster view: 2 members"]);
+    }
+    wait_for_every_series_hosted(&stream, &addresses[0], 40);
+
+    let stores_of = |round: &[(String, String)], stores: std::ops::RangeInclusive<u32>| {
+        round
+            .iter()
+            .filter(|(key, _)| {
+                key.parse::<u32>()
+                    .is_ok_and(|store| stores.contains(&store))
+            })
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let round = stream
+        .setup
+        .templates
+        .round("product_A", stream.setup.today);
+    let producer = kafka::producer(&stream.broker.address).unwrap();
+    publish(&producer, TOPIC, &stores_of(&round, 1..=10), 0)
+        .await
+        .unwrap();
+    let versions = wait_for_versions(&stream.setup.url, 10).await;
+    assert_eq!(
+        versions,
+        (1..=10).map(|store| (store, 1, 1)).collect::<Vec<_>>(),
+        "(store, versions, latest) after the first round"
+    );
+
+    publish(&producer, TOPIC, &stores_of(&round, 11..=12), 0)
+        .await
+        .unwrap();
+    let versions = wait_for_versions(&stream.setup.url, 12).await;
+    assert_eq!(
+        versions,
+        (1..=12).map(|store| (store, 1, 1)).collect::<Vec<_>>(),
+        "(store, versions, latest) after the second round: one retrain per series"
+    );
+}
+
+/// Waits until the model actors of `series` series run on the cluster's nodes.
+fn wait_for_every_series_hosted(stream: &support::streaming::Stream, seed: &str, series: usize) {
+    let started = Instant::now();
+    loop {
+        let output = support::storecast(stream.dir.path())
+            .args(["--database-url", &stream.setup.url, "cluster", "status"])
+            .args(["--seeds", seed])
+            .output()
+            .unwrap();
+        let printed = String::from_utf8_lossy(&output.stdout);
+        let hosted: usize = printed
+            .lines()
+            .filter_map(|line| line.split_once("]: ")?.1.strip_suffix(" series active"))
+            .filter_map(|count| count.parse::<usize>().ok())
+            .sum();
+        if hosted == series {
+            return;
+        }
+        assert!(
+            started.elapsed() < LANDING_PATIENCE,
+            "{hosted} of {series} series hosted:\n{printed}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits until `stores` stores have a model version; returns (store, versions, latest) of
+/// every store with one.
+async fn wait_for_versions(url: &str, stores: usize) -> Vec<(i32, i64, i32)> {
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let started = Instant::now();
+    loop {
+        let versions: Vec<(i32, i64, i32)> = sqlx::query_as(
+            "SELECT store, count(*), max(version) FROM model_versions GROUP BY store ORDER BY store",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        if versions.len() >= stores {
+            return versions;
+        }
+        assert!(
+            started.elapsed() < LANDING_PATIENCE,
+            "{} of {stores} stores retrained: {versions:?}",
+            versions.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

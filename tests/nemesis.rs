@@ -6,7 +6,8 @@
 //! it again after a while; SIGSTOP a node and SIGCONT it after a while (sometimes past the
 //! failure timeout); restart the broker; freeze PostgreSQL for 5 s. Then the faults stop and
 //! the cluster gets time to heal, and the test checks:
-//! - every produced row is in `sales` exactly once, with its values;
+//! - no produced row is lost: each is in `sales` with its values (upserts by key would hide
+//!   a duplicate write, so none is claimed);
 //! - every job ended;
 //! - each series has exactly as many new versions as the distinct versions its succeeded
 //!   tasks recorded (no training ran twice for one task, none went unrecorded);
@@ -411,7 +412,7 @@ async fn the_cluster_survives_a_seeded_nemesis() {
             "{landed} rows landed, more than {rows}"
         );
         if landed == rows as i64 {
-            assert_eq!(sum, expected_sum, "every row landed once, with its values");
+            assert_eq!(sum, expected_sum, "every row landed, with its values");
             break;
         }
         assert!(

@@ -8,7 +8,7 @@ use storecast::dataset::synth::{SynthOptions, generate};
 use storecast::dataset::window::recent_window;
 use storecast::dataset::{SalesRow, StateHoliday};
 
-use storecast::store::{Database, Fence, JobKind, NewJob, Registered, TaskRef};
+use storecast::store::{Database, Fence, JobKind, NewJob, Registered, StoreError, TaskRef};
 
 fn sample_rows(stores: u32, days: u32) -> Vec<SalesRow> {
     let data = generate(&SynthOptions {
@@ -403,6 +403,113 @@ async fn lease_is_held_renewed_and_taken_over_only_when_expired(database: Databa
         .unwrap()
         .expect("a released lease is free");
     assert_eq!(after_release.epoch, 3);
+}
+
+/// A scheduler whose lease passed to another holder is refused by every fenced write, each
+/// tried at the point where the current holder's same write succeeds, and the refused write
+/// changes nothing: creating a job, starting it, claiming and releasing a task, entering
+/// forecasting, finishing.
+async fn a_stale_lease_epoch_is_refused_by_every_fenced_write(database: Database) {
+    let stale = database
+        .acquire_lease("scheduler", "node-a", Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
+    let current = fence(&database).await;
+    assert_ne!(stale.epoch, current.epoch);
+    let refused = |result: Result<(), StoreError>, write: &str| match result {
+        Err(StoreError::LeaseLost { epoch, .. }) => assert_eq!(epoch, stale.epoch, "{write}"),
+        other => panic!("{write} with a stale epoch: {other:?}"),
+    };
+    let job = NewJob {
+        kind: JobKind::TrainAll,
+        product: "product_A",
+        profile: "default",
+        slot: None,
+        stores: &[1, 2],
+        traceparent: "",
+    };
+    refused(
+        database.create_job(&stale, &job).await.map(|_| ()),
+        "creating a job",
+    );
+    assert!(database.active_jobs().await.unwrap().is_empty());
+    let (id, _) = database.create_job(&current, &job).await.unwrap();
+    // Each write, refused to the stale holder, then made by the current one; the job and
+    // its tasks are compared before and after every refusal.
+    let snapshot = || async {
+        (
+            database.job(id).await.unwrap().unwrap(),
+            database.job_tasks(id).await.unwrap(),
+        )
+    };
+    let task = TaskRef {
+        job_id: id,
+        store: 1,
+        product: "product_A".to_string(),
+    };
+    let before = snapshot().await;
+    refused(database.start_job(&stale, id).await, "starting a job");
+    assert_eq!(snapshot().await, before);
+    database.start_job(&current, id).await.unwrap();
+
+    let before = snapshot().await;
+    refused(
+        database
+            .claim_task(&stale, &task, "node-a")
+            .await
+            .map(|_| ()),
+        "claiming a task",
+    );
+    assert_eq!(snapshot().await, before);
+    assert_eq!(
+        database
+            .claim_task(&current, &task, "node-b")
+            .await
+            .unwrap(),
+        Some(1)
+    );
+    // Each fenced write records the epoch it was made with.
+    let (job_row, tasks) = snapshot().await;
+    assert_eq!(job_row.epoch, Some(current.epoch));
+    assert_eq!(tasks[0].epoch, Some(current.epoch));
+
+    let before = snapshot().await;
+    refused(
+        database
+            .release_task(&stale, &task, "node-b left", false)
+            .await,
+        "releasing a task",
+    );
+    assert_eq!(snapshot().await, before);
+    database
+        .release_task(&current, &task, "no sales", true)
+        .await
+        .unwrap();
+
+    let before = snapshot().await;
+    refused(
+        database.enter_forecasting(&stale, id).await,
+        "entering forecasting",
+    );
+    assert_eq!(snapshot().await, before);
+    database.enter_forecasting(&current, id).await.unwrap();
+
+    let before = snapshot().await;
+    refused(
+        database.finish_job(&stale, id, true, None).await,
+        "finishing a job",
+    );
+    assert_eq!(snapshot().await, before);
+    assert!(before.0.is_active());
+    database
+        .finish_job(&current, id, false, Some("1 series failed to train"))
+        .await
+        .unwrap();
+    assert_eq!(
+        database.job(id).await.unwrap().unwrap().state.as_str(),
+        "failed"
+    );
 }
 
 async fn fence(database: &Database) -> Fence {
@@ -932,6 +1039,7 @@ on_both_backends!(
     ingest_copies_new_rows_and_upserts_a_batch_that_meets_stored_ones,
     ingest_refused_rows_become_rejects_and_the_rest_lands,
     lease_is_held_renewed_and_taken_over_only_when_expired,
+    a_stale_lease_epoch_is_refused_by_every_fenced_write,
     jobs_fire_once_per_slot_and_resume_from_rows,
     one_task_gets_one_version_under_racing_trainings,
     registry_numbers_versions_per_series,

@@ -564,12 +564,18 @@ fn batch_span(batch: &Batch) -> tracing::Span {
         .iter()
         .map(|((_, partition), next)| format!("{partition}:{next}"))
         .collect();
+    let first_offsets: Vec<String> = batch
+        .first_offsets
+        .iter()
+        .map(|((_, partition), first)| format!("{partition}:{first}"))
+        .collect();
     tracing::info_span!(
         parent: None,
         "ingest batch",
         messaging.system = "kafka",
         partitions = %partitions.join(","),
         next_offsets = %offsets.join(","),
+        first_offsets = %first_offsets.join(","),
         rows = batch.sales.len(),
         rejects = batch.rejects.len(),
     )

@@ -18,6 +18,9 @@ pub struct Batch {
     pub unknown: Vec<(Sale, Reject)>,
     /// Next offset to commit per (topic, partition): the highest offset seen, plus one.
     pub next_offsets: BTreeMap<(String, i32), i64>,
+    /// The lowest offset seen per (topic, partition): with `next_offsets`, the span of
+    /// offsets the batch stands for (logged, so a missing row can be traced to a batch).
+    pub first_offsets: BTreeMap<(String, i32), i64>,
     messages: usize,
     /// The last topic seen, shared by the origins of its messages.
     topic: Option<Arc<str>>,
@@ -50,6 +53,11 @@ impl Batch {
             .entry((topic.to_string(), partition))
             .or_insert(offset + 1);
         *next = (*next).max(offset + 1);
+        let first = self
+            .first_offsets
+            .entry((topic.to_string(), partition))
+            .or_insert(offset);
+        *first = (*first).min(offset);
         let parsed = match payload {
             Some(bytes) => parse_sale(bytes),
             None => Err("empty message (no payload)".to_string()),

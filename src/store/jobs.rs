@@ -141,6 +141,8 @@ pub struct Job {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// The lease epoch of the scheduler that last wrote the job (fenced writes record it).
+    pub epoch: Option<i64>,
     pub total: i64,
     pub succeeded: i64,
     pub failed: i64,
@@ -164,6 +166,8 @@ pub struct Task {
     pub node: Option<String>,
     pub model_version: Option<i32>,
     pub error: Option<String>,
+    /// The lease epoch of the scheduler that last claimed or released the task.
+    pub epoch: Option<i64>,
 }
 
 /// A task named by its job and series, as the registry completes it.
@@ -175,7 +179,7 @@ pub struct TaskRef {
 }
 
 const JOB_COLUMNS: &str = "SELECT j.id, j.kind, j.state, j.phase, j.product, j.profile, j.slot, \
-     j.error, j.traceparent, j.created_at, j.started_at, j.finished_at, \
+     j.error, j.traceparent, j.created_at, j.started_at, j.finished_at, j.epoch, \
      count(t.store) AS total, \
      count(t.store) FILTER (WHERE t.state = 'succeeded') AS succeeded, \
      count(t.store) FILTER (WHERE t.state = 'failed') AS failed, \
@@ -225,7 +229,7 @@ impl Database {
             let total = i32::try_from(new.stores.len()).unwrap_or(i32::MAX);
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO jobs (kind, state, phase, product, profile, slot, total, created_at, \
-                 traceparent) VALUES ($1, 'pending', 'training', $2, $3, $4, $5, $6, $7) \
+                 traceparent, epoch) VALUES ($1, 'pending', 'training', $2, $3, $4, $5, $6, $7, $8) \
                  RETURNING id",
             )
             .bind(new.kind.as_str())
@@ -235,18 +239,20 @@ impl Database {
             .bind(total)
             .bind(now)
             .bind(new.traceparent)
+            .bind(fence.epoch)
             .fetch_one(&mut *tx)
             .await
             .map_err(StoreError::query(doing))?;
             for chunk in new.stores.chunks(TASKS_PER_INSERT) {
                 let mut insert =
-                    QueryBuilder::new("INSERT INTO job_tasks (job_id, store, product, updated_at) ");
+                    QueryBuilder::new("INSERT INTO job_tasks (job_id, store, product, updated_at, epoch) ");
                 insert.push_values(chunk, |mut values, store| {
                     values
                         .push_bind(id)
                         .push_bind(i64::from(*store) as i32)
                         .push_bind(new.product)
-                        .push_bind(now);
+                        .push_bind(now)
+                        .push_bind(fence.epoch);
                 });
                 insert
                     .build()
@@ -478,7 +484,7 @@ impl Database {
     /// The tasks of a job, by store.
     pub async fn job_tasks(&self, id: i64) -> Result<Vec<Task>, StoreError> {
         on_pool!(self, pool => sqlx::query_as(
-            "SELECT store, product, state, attempts, node, model_version, error FROM job_tasks \
+            "SELECT store, product, state, attempts, node, model_version, error, epoch FROM job_tasks \
              WHERE job_id = $1 ORDER BY store, product",
         )
         .bind(id)
@@ -493,7 +499,7 @@ impl Database {
             fence,
             "starting a job",
             "UPDATE jobs SET state = 'running', started_at = COALESCE(started_at, $2), \
-             error = $3 WHERE id = $1 AND state IN ('pending', 'running')"
+             error = $3, epoch = $4 WHERE id = $1 AND state IN ('pending', 'running')"
                 .to_string(),
             id,
             None,
@@ -507,7 +513,7 @@ impl Database {
             fence,
             "moving a job to its forecasts",
             "UPDATE jobs SET phase = 'forecasting', started_at = COALESCE(started_at, $2), \
-             error = $3 WHERE id = $1 AND phase = 'training'"
+             error = $3, epoch = $4 WHERE id = $1 AND phase = 'training'"
                 .to_string(),
             id,
             None,
@@ -532,7 +538,7 @@ impl Database {
         // The state is one of the enum's fixed names, not input.
         let sql = format!(
             "UPDATE jobs SET state = '{state}', phase = 'done', finished_at = $2, error = $3, \
-             {COUNTS_SET} WHERE id = $1 AND state IN ('pending', 'running')"
+             epoch = $4, {COUNTS_SET} WHERE id = $1 AND state IN ('pending', 'running')"
         );
         self.fenced_update(fence, "finishing a job", sql, id, error)
             .await
@@ -553,7 +559,7 @@ impl Database {
             check_fence(&mut tx, &fence_sql, fence).await?;
             let attempt: Option<i32> = sqlx::query_scalar(
                 "UPDATE job_tasks SET state = 'running', attempts = attempts + 1, node = $4, \
-                 error = NULL, updated_at = $5 \
+                 error = NULL, updated_at = $5, epoch = $6 \
                  WHERE job_id = $1 AND store = $2 AND product = $3 \
                  AND state IN ('pending', 'running') RETURNING attempts",
             )
@@ -562,6 +568,7 @@ impl Database {
             .bind(&task.product)
             .bind(node)
             .bind(Utc::now())
+            .bind(fence.epoch)
             .fetch_optional(&mut *tx)
             .await
             .map_err(StoreError::query(doing))?;
@@ -590,7 +597,7 @@ impl Database {
             let mut tx = pool.begin_with(self.begin_write_sql()).await.map_err(StoreError::query(doing))?;
             check_fence(&mut tx, &fence_sql, fence).await?;
             sqlx::query(
-                "UPDATE job_tasks SET state = $4, error = $5, updated_at = $6 \
+                "UPDATE job_tasks SET state = $4, error = $5, updated_at = $6, epoch = $7 \
                  WHERE job_id = $1 AND store = $2 AND product = $3 AND state = 'running'",
             )
             .bind(task.job_id)
@@ -599,6 +606,7 @@ impl Database {
             .bind(state.as_str())
             .bind(error)
             .bind(Utc::now())
+            .bind(fence.epoch)
             .execute(&mut *tx)
             .await
             .map_err(StoreError::query(doing))?;
@@ -635,7 +643,7 @@ impl Database {
     /// One task of a job, if the job has it.
     pub async fn task(&self, task: &TaskRef) -> Result<Option<Task>, StoreError> {
         on_pool!(self, pool => sqlx::query_as(
-            "SELECT store, product, state, attempts, node, model_version, error FROM job_tasks \
+            "SELECT store, product, state, attempts, node, model_version, error, epoch FROM job_tasks \
              WHERE job_id = $1 AND store = $2 AND product = $3",
         )
         .bind(task.job_id)
@@ -646,7 +654,8 @@ impl Database {
         .map_err(StoreError::query("reading a task"))
     }
 
-    /// One fenced statement on a job, bound as ($1 id, $2 now, $3 text).
+    /// One fenced statement on a job, bound as ($1 id, $2 now, $3 text, $4 the fence's
+    /// epoch, which the statement records).
     async fn fenced_update(
         &self,
         fence: &Fence,
@@ -663,6 +672,7 @@ impl Database {
                 .bind(id)
                 .bind(Utc::now())
                 .bind(text)
+                .bind(fence.epoch)
                 .execute(&mut *tx)
                 .await
                 .map_err(StoreError::query(doing))?;

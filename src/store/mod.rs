@@ -26,6 +26,13 @@ use sqlx::{ConnectOptions, Connection};
 
 use crate::config::{DatabaseConfig, redact_url};
 
+/// Longest a PostgreSQL session may sit idle inside a transaction before the server ends it
+/// (`idle_in_transaction_session_timeout`). storecast never waits inside a transaction, so
+/// only a stalled process does: a node paused (SIGSTOP, a frozen VM) in the middle of a
+/// fenced write would otherwise hold the scheduler lease's row lock, and so the takeover by
+/// another node, until it ran again. Its write then fails instead of landing late.
+pub const IDLE_IN_TRANSACTION_MS: u64 = 10_000;
+
 pub use forecasts::{ForecastRecord, StoredForecast};
 pub use jobs::{Job, JobKind, JobPhase, JobRef, JobState, NewJob, Task, TaskRef};
 pub use leases::{Fence, SCHEDULER_LEASE};
@@ -131,7 +138,10 @@ impl Database {
         };
 
         let database = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let options = PgConnectOptions::from_str(url).map_err(bad_url)?;
+            let options = PgConnectOptions::from_str(url).map_err(bad_url)?.options([(
+                "idle_in_transaction_session_timeout",
+                IDLE_IN_TRANSACTION_MS.to_string(),
+            )]);
             probe(options.connect(), timeout)
                 .await
                 .map_err(connect_error)?;

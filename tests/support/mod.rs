@@ -65,12 +65,40 @@ pub fn skipped(test: &str, reason: &str) {
 pub fn storecast(dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_storecast"));
     command.current_dir(dir);
+    without_callers_settings(&mut command);
+    command
+}
+
+/// Removes the caller's `STORECAST_*`, `OTEL_*` and `RUST_LOG` variables from `command`'s
+/// environment.
+pub fn without_callers_settings(command: &mut Command) {
     for (name, _) in std::env::vars() {
         if name.starts_with("STORECAST_") || name.starts_with("OTEL_") || name == "RUST_LOG" {
             command.env_remove(name);
         }
     }
-    command
+}
+
+/// Runs `command` to its end with its output captured; kills it and fails after `limit`.
+pub fn run_within(command: &mut Command, limit: std::time::Duration) -> std::process::Output {
+    let child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the command");
+    let pid = child.id();
+    let (send, receive) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = send.send(child.wait_with_output());
+    });
+    match receive.recv_timeout(limit) {
+        Ok(output) => output.expect("the command's output"),
+        Err(_) => {
+            // SAFETY: a signal to our own child process, which has not been reaped.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            panic!("{command:?} did not finish within {limit:?}");
+        }
+    }
 }
 
 pub fn database_config(url: &str) -> DatabaseConfig {

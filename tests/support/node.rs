@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
@@ -41,7 +41,8 @@ impl NodeProcess {
         extra: &[String],
         env: &[(&str, &str)],
     ) -> NodeProcess {
-        let mut child = super::storecast(dir)
+        let mut command = super::storecast(dir);
+        command
             .envs(env.iter().copied())
             .args(global)
             .args([
@@ -57,11 +58,17 @@ impl NodeProcess {
             // (logged), unless `extra` sets one.
             .args(["--set", "gateway.listen=127.0.0.1:0"])
             .args(["--set", "admin.listen=127.0.0.1:0"])
-            .args(extra)
+            .args(extra);
+        Self::spawn(name, address, command)
+    }
+
+    /// Starts `command`, a node (or any long-running storecast process) that logs to stderr.
+    pub fn spawn(name: &str, address: &str, mut command: Command) -> NodeProcess {
+        let mut child = command
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("start storecast node");
+            .unwrap_or_else(|error| panic!("start {name}: {error}"));
         let stderr = child.stderr.take().expect("stderr is piped");
         let (sender, lines) = channel();
         std::thread::spawn(move || {
