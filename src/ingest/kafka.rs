@@ -144,17 +144,28 @@ impl ClientContext for IngestContext {
 
 impl ConsumerContext for IngestContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        // Which partitions, as "0,3": tells an operator (and a test) where each key went.
+        let ids = |partitions: &rdkafka::TopicPartitionList| {
+            let ids: Vec<String> = partitions
+                .elements()
+                .iter()
+                .map(|element| element.partition().to_string())
+                .collect();
+            ids.join(",")
+        };
         match rebalance {
             Rebalance::Revoke(partitions) => {
                 self.watch.revoke();
                 tracing::info!(
                     partitions = partitions.count(),
+                    ids = %ids(partitions),
                     "ingest partitions revoked; batches not yet stored are dropped"
                 );
             }
             Rebalance::Assign(partitions) => {
                 tracing::info!(
                     partitions = partitions.count(),
+                    ids = %ids(partitions),
                     "ingest partitions assigned"
                 );
             }

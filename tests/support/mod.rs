@@ -10,6 +10,7 @@ pub mod otlp;
 pub mod ports;
 pub mod postgres;
 pub mod prometheus;
+pub mod proxy;
 pub mod schema;
 pub mod streaming;
 pub mod tls;

@@ -95,14 +95,39 @@ impl NodeProcess {
     /// As [`NodeProcess::wait_for`], failing after `patience` instead of [`PATIENCE`].
     pub fn wait_for_within(&mut self, needles: &[&str], patience: Duration) -> Duration {
         let started = Instant::now();
+        self.wait_for_matching(
+            |line| needles.iter().all(|needle| line.contains(needle)),
+            &format!("{needles:?}"),
+            patience,
+        );
+        started.elapsed()
+    }
+
+    /// Waits for a log line containing one of `alternatives`; returns it.
+    pub fn wait_for_any(&mut self, alternatives: &[&str]) -> String {
+        self.wait_for_matching(
+            |line| alternatives.iter().any(|needle| line.contains(needle)),
+            &format!("any of {alternatives:?}"),
+            PATIENCE,
+        )
+    }
+
+    /// Waits for a log line that `matches` (described as `what`); returns it.
+    fn wait_for_matching(
+        &mut self,
+        matches: impl Fn(&str) -> bool,
+        what: &str,
+        patience: Duration,
+    ) -> String {
+        let started = Instant::now();
         loop {
             let left = patience.saturating_sub(started.elapsed());
             match self.lines.recv_timeout(left) {
                 Ok(line) => {
-                    let found = needles.iter().all(|needle| line.contains(needle));
-                    self.log.push(line);
+                    let found = matches(&line);
+                    self.log.push(line.clone());
                     if found {
-                        return started.elapsed();
+                        return line;
                     }
                 }
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
@@ -112,7 +137,7 @@ impl NodeProcess {
                         Err(error) => format!("its state is unknown ({error})"),
                     };
                     panic!(
-                        "node {} never logged {needles:?}; {state}; its log:\n{}",
+                        "node {} never logged {what}; {state}; its log:\n{}",
                         self.name,
                         self.log.join("\n")
                     )
