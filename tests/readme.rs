@@ -518,3 +518,41 @@ fn wait_for_rows_of(url: &str, day: chrono::NaiveDate, stores: i64) -> i64 {
         }
     })
 }
+
+/// The benchmark commands of the README's table (inline code, run by hand in release builds)
+/// name benchmarks that exist: a `[[bench]]` of Cargo.toml, or an executable script.
+#[test]
+fn every_benchmark_command_of_the_readme_names_a_benchmark_that_exists() {
+    let readme = readme();
+    let section = readme
+        .split_once("\n## Benchmarks\n")
+        .map(|(_, rest)| rest)
+        .expect("README.md has a Benchmarks section");
+    let manifest = read_project_file("Cargo.toml");
+    let commands: Vec<&str> = section
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|code| code.starts_with("cargo bench") || code.ends_with(".sh"))
+        .collect();
+    assert!(commands.len() >= 6, "{commands:?}");
+    for command in commands {
+        if let Some(name) = command.strip_prefix("cargo bench --bench ") {
+            assert!(
+                manifest.contains(&format!("[[bench]]\nname = \"{name}\"")),
+                "README.md: `{command}`: Cargo.toml has no benchmark {name}"
+            );
+        } else {
+            use std::os::unix::fs::PermissionsExt as _;
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(command);
+            let mode = std::fs::metadata(&path)
+                .unwrap_or_else(|error| panic!("README.md: `{command}`: {error}"))
+                .permissions()
+                .mode();
+            assert!(
+                mode & 0o111 != 0,
+                "README.md: `{command}` is not executable"
+            );
+        }
+    }
+}
