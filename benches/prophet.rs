@@ -1,14 +1,16 @@
 //! The Rust side of the Prophet benchmark against Python Prophet (`bench/prophet/run.sh`
 //! runs both and compares them; see bench/prophet/README.md).
 //!
-//! For every store of Kaggle's train set: the last 120 open days with sales; per config
-//! (`yearly`: yearly + weekly seasonality, the reference model; `weekly`: weekly only) a
-//! timed fit and a timed 7-day forecast with a 95% interval from 1,000 samples; then, for
+//! For every store of Kaggle's train set, per config (`yearly`: the last 120 open days with
+//! sales, yearly + weekly seasonality, the reference model; `weekly`: the same, weekly only;
+//! `default`: storecast's own model as config/default.toml defines it, on the last 1,000 open
+//! days, log sales, four regressors) a timed fit and a timed 7-day forecast with a 95%
+//! interval from 1,000 samples; then, for
 //! `yearly`, the reference stack's full training (5-split walk-forward CV + final fit + 7-day
 //! forecast) of all stores on a pool of 2 threads, timed as a whole.
 //!
 //! `cargo bench --bench prophet -- --data train.csv.gz --out DIR [--stores N]
-//! [--configs yearly,weekly] [--skip-cv]` writes `rust_forecasts.csv`, `rust_timings.csv` and
+//! [--configs yearly,weekly,default] [--skip-cv]` writes `rust_forecasts.csv`, `rust_timings.csv` and
 //! `rust_summary.json` into DIR.
 
 use std::collections::BTreeMap;
@@ -42,7 +44,11 @@ fn parse_args() -> Args {
             .join("../shared/datasets/rossmann/train.csv.gz"),
         out: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-prophet"),
         stores: None,
-        configs: vec!["yearly".to_string(), "weekly".to_string()],
+        configs: vec![
+            "yearly".to_string(),
+            "weekly".to_string(),
+            "default".to_string(),
+        ],
         skip_cv: false,
     };
     let mut given = std::env::args().skip(1);
@@ -73,7 +79,13 @@ fn profile(config: &str) -> Profile {
             yearly_order: 0,
             ..Profile::reference()
         },
-        other => panic!("unknown config {other} (yearly or weekly)"),
+        // storecast's own model, as config/default.toml defines it.
+        "default" => storecast::config::Config::defaults()
+            .expect("the built-in configuration")
+            .profile("default")
+            .expect("the default profile")
+            .clone(),
+        other => panic!("unknown config {other} (yearly, weekly or default)"),
     }
 }
 

@@ -305,7 +305,7 @@ fn run_as_written(command: Command, what: &ReadmeCommand, needles: &[&str]) -> S
 /// "`storecast node` ... e.g. three on one machine": nodes a, b and c as written (ports moved
 /// to free ones) find each other and log the view the README quotes; then the
 /// `storecast cluster` commands and the `curl` retrains of the README run against them, on
-/// the default database (a SQLite file in the working folder) with five synthetic stores.
+/// the default database (a SQLite file in the working folder) with six synthetic stores.
 #[test]
 fn three_nodes_on_one_machine_as_the_readme_says() {
     let dir = tempfile::tempdir().unwrap();

@@ -141,9 +141,11 @@ def report(directory: Path) -> str:
     out("")
     out(f"Results in `{directory}`. Python: prophet {ps.get('prophet_version', '-')}, "
         f"{ps.get('stores')} stores; Rust: {rsum.get('prophet_version', '-')}, "
-        f"{rsum.get('stores')} stores. Each series is the last 120 open days (Sales > 0) of "
-        f"a Rossmann store; fits and predictions are sequential in one process; the 7-day "
-        f"predict draws 1,000 uncertainty samples.")
+        f"{rsum.get('stores')} stores. For `yearly` and `weekly` each series is the last 120 "
+        f"open days (Sales > 0) of a Rossmann store; `default` is storecast's own model (the "
+        f"last 1,000 open days, log sales, four regressors: bench/prophet/README.md); fits "
+        f"and predictions are sequential in one process; the 7-day predict draws 1,000 "
+        f"uncertainty samples.")
     out("")
     notes = py["notes"] + rs["notes"]
     if notes:
@@ -183,6 +185,10 @@ def report(directory: Path) -> str:
             a = stat([py["timings"][k][idx] for k in common])
             b = stat([rs["timings"][k][idx] for k in common])
             out(f"| {label} | {ms(a)} | {ms(b)} | {ratio(a, b)} |")
+        # Per store, fit and predict together: what one weekly retrain of a store costs.
+        a = quantile([sum(py["timings"][k]) for k in common], 0.5)
+        b = quantile([sum(rs["timings"][k]) for k in common], 0.5)
+        out(f"| fit + predict per store, median (ms) | {ms(a)} | {ms(b)} | {ratio(a, b)} |")
         a = sum(sum(py["timings"][k]) for k in common) / 1e3
         b = sum(sum(rs["timings"][k]) for k in common) / 1e3
         out(f"| fit + predict, all {len(common)} stores (s) | {a:.2f} | {b:.2f} | "

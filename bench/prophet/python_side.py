@@ -32,7 +32,14 @@ HISTORY = 120          # last open days per store (the reference stack's window)
 HORIZON = 7            # calendar days predicted after the last date
 CV_SPLITS = 5          # sklearn TimeSeriesSplit(n_splits=5)
 CV_WORKERS = 2         # the machine has 2 cores
-CONFIGS = ("yearly", "weekly")
+CONFIGS = ("yearly", "weekly", "default")
+# storecast's `default` profile (config/default.toml): the last 1,000 open days with sales,
+# log sales, yearly seasonality (order 10) only over at least 730 days, weekly (order 3), the
+# regressors promo, school_holiday, before_holiday and after_holiday (additive, prior scale
+# 10; one that never changes in training is left out, as storecast does).
+DEFAULT_HISTORY = 1000
+DEFAULT_YEARLY_MIN_DAYS = 730
+FEATURES = ("promo", "school_holiday", "before_holiday", "after_holiday")
 PROGRESS_EVERY = 100
 
 # ---------------------------------------------------------------------------------------
@@ -116,8 +123,60 @@ def load_series(path: str, max_stores: int | None) -> dict[int, pd.DataFrame]:
     return series
 
 
+def load_default_frames(path: str, max_stores: int | None) -> dict[int, tuple]:
+    """store id -> (training frame, future frame, yearly on?) for storecast's `default`
+    profile, built as storecast builds them (src/forecast/series.rs): every row of the store
+    is its calendar; the training days are its last 1,000 open days with sales; a day is
+    before (after) a holiday when the store's next (previous) calendar day has a
+    StateHoliday other than 0; the 7 future days have no row, so their regressors are 0."""
+    raw = pd.read_csv(
+        path,
+        usecols=["Store", "Date", "Sales", "Open", "Promo", "StateHoliday", "SchoolHoliday"],
+        dtype={"Store": "int64", "Sales": "int64", "Open": "int64", "Promo": "int64",
+               "StateHoliday": "str", "SchoolHoliday": "int64"},
+        parse_dates=["Date"],
+    )
+    stores = sorted(raw["Store"].unique().tolist())
+    if max_stores is not None:
+        stores = stores[:max_stores]
+    frames: dict[int, tuple] = {}
+    for store, group in raw[raw["Store"].isin(stores)].groupby("Store", sort=True):
+        group = group.sort_values("Date", kind="stable").reset_index(drop=True)
+        holiday = set(group.loc[group["StateHoliday"] != "0", "Date"])
+        trading = group[(group["Open"] == 1) & (group["Sales"] > 0)].tail(DEFAULT_HISTORY)
+        ds = trading["Date"]
+        train = pd.DataFrame({
+            "ds": ds.to_numpy(),
+            "y": np.log(np.maximum(trading["Sales"].to_numpy(dtype=float), 1.0)),
+            "promo": trading["Promo"].to_numpy(dtype=float),
+            "school_holiday": trading["SchoolHoliday"].to_numpy(dtype=float),
+            "before_holiday": [float(d + pd.Timedelta(days=1) in holiday) for d in ds],
+            "after_holiday": [float(d - pd.Timedelta(days=1) in holiday) for d in ds],
+        }).reset_index(drop=True)
+        kept = [f for f in FEATURES if train[f].nunique() > 1]
+        train = train[["ds", "y", *kept]]
+        future = future_frame(train["ds"].iloc[-1])
+        for f in kept:
+            future[f] = 0.0
+        yearly = (train["ds"].iloc[-1] - train["ds"].iloc[0]).days >= DEFAULT_YEARLY_MIN_DAYS
+        frames[int(store)] = (train, future, yearly)
+    return frames
+
+
+def make_default_model(train: pd.DataFrame, yearly: bool) -> Prophet:
+    m = Prophet(
+        yearly_seasonality=10 if yearly else False,
+        weekly_seasonality=3,
+        daily_seasonality=False,
+        interval_width=0.95,
+    )
+    for f in train.columns[2:]:
+        m.add_regressor(f, prior_scale=10.0, mode="additive")
+    return m
+
+
 def make_model(config: str) -> Prophet:
-    if config not in CONFIGS:
+    if config not in ("yearly", "weekly"):
         raise ValueError(f"unknown config {config!r}")
     return Prophet(
         yearly_seasonality=(config == "yearly"),
@@ -173,7 +232,8 @@ def algorithm_for(rows: int) -> str:
 # Timed fits and predictions
 
 
-def run_timed(series: dict[int, pd.DataFrame], configs: list[str], out: Path) -> dict:
+def run_timed(series: dict[int, pd.DataFrame], configs: list[str], out: Path,
+              default_frames: dict[int, tuple]) -> dict:
     forecasts_path = out / "python_forecasts.csv"
     timings_path = out / "python_timings.csv"
     n = len(series)
@@ -182,11 +242,15 @@ def run_timed(series: dict[int, pd.DataFrame], configs: list[str], out: Path) ->
         fc.write("store,config,date,yhat,yhat_lower,yhat_upper\n")
         tc.write("store,config,fit_ms,predict_ms\n")
         for done, (store, df) in enumerate(series.items(), start=1):
-            future = future_frame(df["ds"].iloc[-1])
             for config in configs:
-                m = make_model(config)
+                if config == "default":
+                    train, future, yearly = default_frames[store]
+                    m = make_default_model(train, yearly)
+                else:
+                    train, future = df, future_frame(df["ds"].iloc[-1])
+                    m = make_model(config)
                 t0 = time.perf_counter()
-                m.fit(df)
+                m.fit(train)
                 fit_ms = (time.perf_counter() - t0) * 1e3
                 # Intervals are sampled from numpy's global RNG: seed it per store so a
                 # re-run gives the same intervals (yhat itself does not depend on it).
@@ -195,6 +259,11 @@ def run_timed(series: dict[int, pd.DataFrame], configs: list[str], out: Path) ->
                 fcst = m.predict(future)
                 predict_ms = (time.perf_counter() - t0) * 1e3
                 tc.write(f"{store},{config},{fit_ms!r},{predict_ms!r}\n")
+                if config == "default":
+                    # storecast's default profile forecasts exp() of the log-sales model.
+                    fcst = fcst.assign(yhat=np.exp(fcst["yhat"]),
+                                       yhat_lower=np.exp(fcst["yhat_lower"]),
+                                       yhat_upper=np.exp(fcst["yhat_upper"]))
                 for ds, yhat, lo, hi in zip(fcst["ds"], fcst["yhat"], fcst["yhat_lower"],
                                             fcst["yhat_upper"]):
                     fc.write(f"{store},{config},{ds:%Y-%m-%d},{float(yhat)!r},"
@@ -288,7 +357,7 @@ def main() -> int:
     parser.add_argument("--stores", type=int, default=None,
                         help="only the first N store ids (quick runs)")
     parser.add_argument("--configs", default=",".join(CONFIGS),
-                        help="comma-separated subset of yearly,weekly (default both)")
+                        help="comma-separated subset of yearly,weekly,default (default all)")
     parser.add_argument("--skip-cv", action="store_true", help="skip the walk-forward CV")
     args = parser.parse_args()
 
@@ -320,7 +389,8 @@ def main() -> int:
     handler = quiet_logging()
     handler.counts.clear()
     snap = cpu_snapshot()
-    timed = run_timed(series, configs, out)
+    default_frames = load_default_frames(args.data, args.stores) if "default" in configs else {}
+    timed = run_timed(series, configs, out, default_frames)
     timed_cpu = cpu_report(snap, cpu_snapshot())
     timed_warnings = dict(handler.counts)
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prophet benchmark, Python vs Rust, on the last 120 open days of all 1,115 Rossmann stores.
-# Usage: bench/prophet/run.sh [--stores N] [--configs yearly,weekly] [--skip-cv]
+# Usage: bench/prophet/run.sh [--stores N] [--configs yearly,weekly,default] [--skip-cv]
 # The flags go to both sides unchanged. Data: $STORECAST_ROSSMANN_DIR/train.csv.gz, else
 # ../shared/datasets/rossmann/train.csv.gz next to the repository. Results and report.md go to
 # $STORECAST_PROPHET_OUT, else target/bench-prophet. See bench/prophet/README.md.
