@@ -150,8 +150,10 @@ async fn retrains_reach_the_owner_and_a_dead_owners_series_answer_from_a_survivo
         7,
         "{stdout}"
     );
+    // Failover within the failure timeout (2.5 s), plus room for the client process to
+    // start and for a loaded 2-core machine.
     assert!(
-        killed.elapsed() < Duration::from_secs(5),
+        killed.elapsed() < Duration::from_millis(2_500) + Duration::from_secs(5),
         "answered {:?} after the kill",
         killed.elapsed()
     );
