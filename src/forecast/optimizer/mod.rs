@@ -10,6 +10,10 @@
 //!   `wasmstan` run it, whatever `OptimizeOpts::jacobian` says (`augurs-prophet` sets it for
 //!   MAP estimation).
 //!
+//! Without multiplicative columns, the objective evaluates the squared residuals as a
+//! quadratic form prepared once per fit (see [`objective`]), so an evaluation does not walk
+//! the rows; with them, it walks the rows.
+//!
 //! Logistic growth is refused with a clear error until its trend is implemented.
 
 pub mod lbfgs;

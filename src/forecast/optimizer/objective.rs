@@ -10,6 +10,10 @@
 //! trend_i = k t_i + m + Σ_j [t_i ≥ c_j] δ_j (t_i − c_j)      (linear)
 //! trend_i = m                                                (flat)
 //! ```
+//!
+//! Without multiplicative columns `mu` is linear in `(k, m, δ, β)`, and `Σ r²` is evaluated
+//! as a quadratic form prepared once ([`LinearMean`]): O(P²) per evaluation instead of a
+//! walk over the `T` rows, the same value to rounding.
 
 use augurs_prophet::TrendIndicator;
 use augurs_prophet::optimizer::Data;
@@ -50,6 +54,78 @@ pub struct ProphetObjective {
     weights_trend: Vec<f64>,
     suffix_weight: Vec<f64>,
     suffix_weighted_time: Vec<f64>,
+    /// The mean as a linear form, when no column is multiplicative: each evaluation then
+    /// costs O(P²) instead of O(T·P).
+    linear: Option<LinearMean>,
+}
+
+/// Without multiplicative columns, `mu = Z θ` is linear in `θ = (k, m, δ, β)` (log σ left
+/// out), so `Σ r² = ‖r₀‖² − 2 c·d + d·G d` with `G = Z'Z`, `d = θ − θ₀`, `r₀ = y − Z θ₀` and
+/// `c = Z' r₀`, all computed once. The anchor `θ₀` is a ridge solution near the optimum, so
+/// the three terms stay small where the fit ends and subtracting them loses no precision.
+#[derive(Debug, Clone)]
+struct LinearMean {
+    /// `Z'Z`, `P x P`, row-major.
+    gram: Vec<f64>,
+    /// `Z' r₀`.
+    correlation: Vec<f64>,
+    /// `‖r₀‖²`.
+    anchor_rss: f64,
+    anchor: Vec<f64>,
+    // Scratch: `d` and `G d`.
+    difference: Vec<f64>,
+    product: Vec<f64>,
+}
+
+impl LinearMean {
+    /// Builds the form for `objective`'s data (its `linear` still `None`).
+    fn new(objective: &ProphetObjective) -> Self {
+        let rows = objective.rows();
+        let size = objective.dimension() - 1;
+        let mut gram = vec![0.0; size * size];
+        let mut moment = vec![0.0; size];
+        let mut row = vec![0.0; size];
+        for i in 0..rows {
+            objective.design_row(i, &mut row);
+            let y = objective.y[i];
+            for a in 0..size {
+                let za = row[a];
+                if za == 0.0 {
+                    continue;
+                }
+                moment[a] += za * y;
+                let target = &mut gram[a * size..(a + 1) * size];
+                for b in a..size {
+                    target[b] += za * row[b];
+                }
+            }
+        }
+        for a in 0..size {
+            for b in 0..a {
+                gram[a * size + b] = gram[b * size + a];
+            }
+        }
+        let anchor = objective.ridge_anchor(&gram, &moment);
+        let mut correlation = vec![0.0; size];
+        let mut anchor_rss = 0.0;
+        for i in 0..rows {
+            objective.design_row(i, &mut row);
+            let fitted: f64 = row.iter().zip(&anchor).map(|(z, theta)| z * theta).sum();
+            let residual = objective.y[i] - fitted;
+            anchor_rss += residual * residual;
+            for (slot, z) in correlation.iter_mut().zip(&row) {
+                *slot += z * residual;
+            }
+        }
+        Self {
+            gram,
+            correlation,
+            anchor_rss,
+            anchor,
+            difference: vec![0.0; size],
+            product: vec![0.0; size],
+        }
+    }
 }
 
 impl ProphetObjective {
@@ -118,7 +194,66 @@ impl ProphetObjective {
             weights_trend: vec![0.0; rows],
             suffix_weight: vec![0.0; rows + 1],
             suffix_weighted_time: vec![0.0; rows + 1],
+            linear: None,
         })
+        .map(|mut objective| {
+            if !objective.any_multiplicative {
+                objective.linear = Some(LinearMean::new(&objective));
+            }
+            objective
+        })
+    }
+
+    /// Row `i` of the mean's design `Z` over `(k, m, δ, β)` (additive columns only).
+    fn design_row(&self, i: usize, row: &mut [f64]) {
+        let changepoints = self.t_change.len();
+        let time = self.t[i];
+        row[0] = if self.flat { 0.0 } else { time };
+        row[1] = 1.0;
+        for j in 0..changepoints {
+            row[2 + j] = if !self.flat && self.changepoint_start[j] <= i {
+                time - self.t_change[j]
+            } else {
+                0.0
+            };
+        }
+        let columns = self.columns();
+        for j in 0..columns {
+            row[2 + changepoints + j] = self.x[i * columns + j] * self.additive[j];
+        }
+    }
+
+    /// A ridge solution of the mean's parameters: `(G + s² Λ) θ = Z'y`, with `Λ` the priors'
+    /// curvature (the Laplace prior of δ taken as a normal of the same scale) and `s²` the
+    /// residual variance of a first solve. Zero where the system cannot be solved.
+    fn ridge_anchor(&self, gram: &[f64], moment: &[f64]) -> Vec<f64> {
+        let size = moment.len();
+        let changepoints = self.t_change.len();
+        let mut curvature = vec![1.0 / 25.0; size];
+        for slot in &mut curvature[2..2 + changepoints] {
+            *slot = 2.0 * self.inverse_tau * self.inverse_tau;
+        }
+        curvature[2 + changepoints..].copy_from_slice(&self.beta_precision);
+        let solve = |variance: f64| {
+            let mut matrix = gram.to_vec();
+            for a in 0..size {
+                matrix[a * size + a] += variance * curvature[a] + 1e-12;
+            }
+            cholesky_solve(&mut matrix, moment, size)
+        };
+        let Some(first) = solve(1e-2) else {
+            return vec![0.0; size];
+        };
+        // Σ r² = y'y − 2 θ'b + θ'Gθ only sets the variance's scale here.
+        let mut row = vec![0.0; size];
+        let mut rss = 0.0;
+        for i in 0..self.rows() {
+            self.design_row(i, &mut row);
+            let fitted: f64 = row.iter().zip(&first).map(|(z, theta)| z * theta).sum();
+            rss += (self.y[i] - fitted).powi(2);
+        }
+        let variance = (rss / self.rows() as f64).max(1e-8);
+        solve(variance).unwrap_or(first)
     }
 
     /// Number of unconstrained parameters: `2 + S + 1 + K`.
@@ -201,6 +336,19 @@ impl ProphetObjective {
         let log_sigma = params[2 + changepoints];
         let beta = &params[3 + changepoints..];
         let sigma = log_sigma.exp();
+        if let Some(linear) = &mut self.linear {
+            return linear_value_and_gradient(
+                linear,
+                params,
+                gradient,
+                LinearPriors {
+                    rows,
+                    changepoints,
+                    inverse_tau: self.inverse_tau,
+                    beta_precision: &self.beta_precision,
+                },
+            );
+        }
 
         let mut trend = std::mem::take(&mut self.trend);
         self.fill_trend(k, m, delta, &mut trend);
@@ -295,6 +443,118 @@ impl ProphetObjective {
 
         (value.is_finite() && gradient.iter().all(|slot| slot.is_finite())).then_some(value)
     }
+}
+
+/// What the linear path needs besides the form.
+struct LinearPriors<'a> {
+    rows: usize,
+    changepoints: usize,
+    inverse_tau: f64,
+    beta_precision: &'a [f64],
+}
+
+/// The objective and its gradient through the mean's linear form (same formula as
+/// [`ProphetObjective::value_and_gradient`]'s general path).
+fn linear_value_and_gradient(
+    linear: &mut LinearMean,
+    params: &[f64],
+    gradient: &mut [f64],
+    priors: LinearPriors<'_>,
+) -> Option<f64> {
+    let LinearPriors {
+        rows,
+        changepoints,
+        inverse_tau,
+        beta_precision,
+    } = priors;
+    let sigma_index = 2 + changepoints;
+    let size = linear.anchor.len();
+    // θ without log σ, minus the anchor.
+    for a in 0..size {
+        let param = if a < sigma_index {
+            params[a]
+        } else {
+            params[a + 1]
+        };
+        linear.difference[a] = param - linear.anchor[a];
+    }
+    let mut cross = 0.0;
+    let mut quadratic = 0.0;
+    for a in 0..size {
+        let row = &linear.gram[a * size..(a + 1) * size];
+        let product: f64 = row.iter().zip(&linear.difference).map(|(g, d)| g * d).sum();
+        linear.product[a] = product;
+        cross += linear.correlation[a] * linear.difference[a];
+        quadratic += linear.difference[a] * product;
+    }
+    let squared_residuals = (linear.anchor_rss - 2.0 * cross + quadratic).max(0.0);
+
+    let log_sigma = params[sigma_index];
+    let sigma = log_sigma.exp();
+    let inverse_variance = 1.0 / (sigma * sigma);
+    let (k, m) = (params[0], params[1]);
+    let delta = &params[2..sigma_index];
+    let beta = &params[sigma_index + 1..];
+    let mut value = (k * k + m * m) / 50.0
+        + 2.0 * sigma * sigma
+        + rows as f64 * log_sigma
+        + 0.5 * squared_residuals * inverse_variance;
+    for &change in delta {
+        value += change.abs() * inverse_tau;
+    }
+    for (coefficient, precision) in beta.iter().zip(beta_precision) {
+        value += 0.5 * coefficient * coefficient * precision;
+    }
+    // ∂(Σr²/2σ²)/∂θ = (G d − c) / σ².
+    let likelihood = |a: usize| (linear.product[a] - linear.correlation[a]) * inverse_variance;
+    gradient[0] = k / 25.0 + likelihood(0);
+    gradient[1] = m / 25.0 + likelihood(1);
+    for (j, &change) in delta.iter().enumerate() {
+        gradient[2 + j] = likelihood(2 + j) + sign(change) * inverse_tau;
+    }
+    gradient[sigma_index] =
+        rows as f64 - squared_residuals * inverse_variance + 4.0 * sigma * sigma;
+    for (j, (&coefficient, &precision)) in beta.iter().zip(beta_precision).enumerate() {
+        gradient[sigma_index + 1 + j] = coefficient * precision + likelihood(sigma_index + j);
+    }
+    (value.is_finite() && gradient.iter().all(|slot| slot.is_finite())).then_some(value)
+}
+
+/// Solves `A x = b` for a symmetric positive definite `A` (`size x size`, row-major,
+/// overwritten by its Cholesky factor); `None` if `A` is not positive definite.
+fn cholesky_solve(matrix: &mut [f64], rhs: &[f64], size: usize) -> Option<Vec<f64>> {
+    for j in 0..size {
+        let mut diagonal = matrix[j * size + j];
+        for k in 0..j {
+            diagonal -= matrix[j * size + k] * matrix[j * size + k];
+        }
+        if diagonal <= 0.0 || !diagonal.is_finite() {
+            return None;
+        }
+        let diagonal = diagonal.sqrt();
+        matrix[j * size + j] = diagonal;
+        for i in j + 1..size {
+            let mut value = matrix[i * size + j];
+            for k in 0..j {
+                value -= matrix[i * size + k] * matrix[j * size + k];
+            }
+            matrix[i * size + j] = value / diagonal;
+        }
+    }
+    let mut x = rhs.to_vec();
+    for i in 0..size {
+        for k in 0..i {
+            x[i] -= matrix[i * size + k] * x[k];
+        }
+        x[i] /= matrix[i * size + i];
+    }
+    for i in (0..size).rev() {
+        for k in i + 1..size {
+            x[i] -= matrix[k * size + i] * x[k];
+        }
+        x[i] /= matrix[i * size + i];
+    }
+    Some(x)
 }
 
 /// Stan's `sign`: 0 at 0, as its double-exponential density differentiates `|δ|`.
