@@ -653,6 +653,39 @@ pub(crate) mod tests {
         check_gradient(&problem(60, 8, 6, 0));
     }
 
+    /// The quadratic form and the walk over the rows give the same value and gradient, for
+    /// linear and flat trends, at points near and far from the anchor.
+    #[test]
+    fn the_linear_form_agrees_with_the_walk_over_the_rows() {
+        for trend in [TrendIndicator::Linear, TrendIndicator::Flat] {
+            let mut data = problem(200, 10, 8, 0);
+            data.trend_indicator = trend.clone();
+            let mut linear = ProphetObjective::new(&data).unwrap();
+            assert!(linear.linear.is_some());
+            let mut walking = linear.clone();
+            walking.linear = None;
+            let dimension = linear.dimension();
+            for scale in [0.0, 0.01, 0.3, 3.0] {
+                let point: Vec<f64> = (0..dimension)
+                    .map(|index| scale * ((index as f64 * 0.7).sin() + 0.2))
+                    .collect();
+                let (mut fast, mut slow) = (vec![0.0; dimension], vec![0.0; dimension]);
+                let a = linear.value_and_gradient(&point, &mut fast).unwrap();
+                let b = walking.value_and_gradient(&point, &mut slow).unwrap();
+                assert!(
+                    (a - b).abs() <= 1e-9 * (1.0 + b.abs()),
+                    "{trend:?} {scale}: {a} vs {b}"
+                );
+                for (index, (x, y)) in fast.iter().zip(&slow).enumerate() {
+                    assert!(
+                        (x - y).abs() <= 1e-7 * (1.0 + y.abs()),
+                        "{trend:?} {scale}: gradient[{index}] {x} vs {y}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn gradient_matches_finite_differences_with_multiplicative_columns() {
         check_gradient(&problem(50, 5, 7, 3));
