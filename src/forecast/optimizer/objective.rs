@@ -659,7 +659,7 @@ pub(crate) mod tests {
     fn the_linear_form_agrees_with_the_walk_over_the_rows() {
         for trend in [TrendIndicator::Linear, TrendIndicator::Flat] {
             let mut data = problem(200, 10, 8, 0);
-            data.trend_indicator = trend.clone();
+            data.trend_indicator = trend;
             let mut linear = ProphetObjective::new(&data).unwrap();
             assert!(linear.linear.is_some());
             let mut walking = linear.clone();
