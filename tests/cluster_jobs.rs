@@ -8,12 +8,13 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use storecast::cluster::placement::{DEFAULT_LOAD_FACTOR, Placement, SeriesKey};
 use storecast::store::Database;
-use support::node::{NodeProcess, PATIENCE, free_address};
+use support::node::{FAST_TAKEOVER, NodeProcess, PATIENCE, free_address, set_arguments};
+use support::succeeded;
 
 const NAMES: [&str; 3] = ["alpha", "bravo", "charlie"];
 /// Upper bound for the train-all of 1,115 series on this machine, kill and takeover included:
@@ -23,19 +24,11 @@ const JOB_PATIENCE: Duration = Duration::from_secs(600);
 /// Fast failure detection and a short lease, so takeovers happen within seconds; a light
 /// model profile, so 1,115 fits take seconds in a debug build.
 fn settings() -> Vec<String> {
-    [
-        "cluster.heartbeat_ms=200",
-        "cluster.failure_timeout_ms=2500",
-        "cluster.reconnect_max_ms=1000",
-        "scheduler.lease_ms=3000",
-        "scheduler.train_all_at=",
+    set_arguments(FAST_TAKEOVER.into_iter().chain([
         "train.profile=reference",
         "profiles.reference.yearly_order=0",
         "profiles.reference.uncertainty_samples=100",
-    ]
-    .iter()
-    .flat_map(|setting| ["--set".to_string(), setting.to_string()])
-    .collect()
+    ]))
 }
 
 fn client(dir: &Path, url: &str, seed: &str, args: &[&str]) -> std::process::Command {
@@ -47,16 +40,6 @@ fn client(dir: &Path, url: &str, seed: &str, args: &[&str]) -> std::process::Com
         .args(args)
         .args(["--seeds", seed]);
     command
-}
-
-fn succeeded(output: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
 }
 
 /// Series active per node, from `storecast cluster status`.

@@ -270,13 +270,7 @@ async fn the_producer_seeds_history_creates_the_topic_and_publishes_rounds() {
             .args(args)
             .output()
             .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout).to_string();
-        assert!(
-            output.status.success(),
-            "{stdout}{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        stdout
+        support::succeeded(&output)
     };
     let first = produce(&["--once"]);
     assert!(
@@ -351,13 +345,7 @@ async fn a_model_actor_learns_that_newer_sales_arrived() {
             .args(["--seeds", &address])
             .output()
             .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout).to_string();
-        assert!(
-            output.status.success(),
-            "{stdout}{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        stdout
+        support::succeeded(&output)
     };
     let trained = client(&["retrain", "--store", "3"]);
     assert!(

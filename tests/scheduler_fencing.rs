@@ -13,11 +13,12 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use storecast::store::Database;
-use support::node::{NodeProcess, PATIENCE, free_address};
+use support::node::{FAST_TAKEOVER, NodeProcess, PATIENCE, free_address, set_arguments};
+use support::succeeded;
 
 const STORES: u32 = 240;
 /// Upper bound for one train-all here, pause included: a failure, not a wait.
@@ -27,20 +28,12 @@ const JOB_PATIENCE: Duration = Duration::from_secs(600);
 /// training worker per node and a light profile, so the job lasts long enough to be paused
 /// in the middle on any machine and still ends soon.
 fn settings() -> Vec<String> {
-    [
+    set_arguments(FAST_TAKEOVER.into_iter().chain([
         "cluster.roles=scheduler,models,forecast",
-        "cluster.heartbeat_ms=200",
-        "cluster.failure_timeout_ms=2500",
-        "cluster.reconnect_max_ms=1000",
-        "scheduler.lease_ms=3000",
-        "scheduler.train_all_at=",
         "train.workers=1",
         "train.profile=reference",
         "profiles.reference.uncertainty_samples=100",
-    ]
-    .iter()
-    .flat_map(|setting| ["--set".to_string(), setting.to_string()])
-    .collect()
+    ]))
 }
 
 fn train_all(dir: &Path, url: &str, seed: &str) -> Child {
@@ -52,16 +45,6 @@ fn train_all(dir: &Path, url: &str, seed: &str) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-fn succeeded(output: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
 }
 
 /// One pause of the scheduler's node.

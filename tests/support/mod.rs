@@ -80,6 +80,17 @@ pub fn without_callers_settings(command: &mut Command) {
     }
 }
 
+/// The stdout of a run that must have succeeded; fails with its whole output otherwise.
+pub fn succeeded(output: &std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
 /// Runs `command` to its end with its output captured; kills it and fails after `limit`.
 pub fn run_within(command: &mut Command, limit: std::time::Duration) -> std::process::Output {
     let child = command

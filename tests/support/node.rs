@@ -10,6 +10,25 @@ use std::time::{Duration, Instant};
 /// Upper bound for events that normally take well under a second: a failure, not a sleep.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
+/// Settings for takeover tests: a peer is declared down 2.5 s after it falls silent, a
+/// departed peer is dialled again within a second, the scheduler's lease lasts 3 s, and no
+/// weekly job fires while the test runs.
+pub const FAST_TAKEOVER: [&str; 5] = [
+    "cluster.heartbeat_ms=200",
+    "cluster.failure_timeout_ms=2500",
+    "cluster.reconnect_max_ms=1000",
+    "scheduler.lease_ms=3000",
+    "scheduler.train_all_at=",
+];
+
+/// `settings` as `--set KEY=VALUE` arguments.
+pub fn set_arguments<'a>(settings: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    settings
+        .into_iter()
+        .flat_map(|setting| ["--set".to_string(), setting.to_string()])
+        .collect()
+}
+
 pub struct NodeProcess {
     pub name: String,
     pub address: String,
