@@ -232,6 +232,25 @@ impl FittedModel {
         dates: &[NaiveDate],
         seed: u64,
     ) -> Result<Vec<ForecastPoint>, ModelError> {
+        self.forecast_with(calendar, dates, Some(seed))
+    }
+
+    /// As [`FittedModel::forecast`], without the interval: `lower` and `upper` equal `yhat`.
+    pub fn point_forecast(
+        &self,
+        calendar: &Series,
+        dates: &[NaiveDate],
+    ) -> Result<Vec<ForecastPoint>, ModelError> {
+        self.forecast_with(calendar, dates, None)
+    }
+
+    /// The forecast of `dates`, with an interval sampled with `seed` when there is one.
+    fn forecast_with(
+        &self,
+        calendar: &Series,
+        dates: &[NaiveDate],
+        seed: Option<u64>,
+    ) -> Result<Vec<ForecastPoint>, ModelError> {
         if dates.is_empty() {
             return Ok(Vec::new());
         }
@@ -240,13 +259,21 @@ impl FittedModel {
         let data =
             PredictionData::new(timestamps(dates)).with_regressors(to_hash_map(&regressors))?;
         let predictions = self.prophet.predict(data)?;
-        let (lower, upper) = self.sample_interval(
-            dates,
-            &predictions.trend.point,
-            &predictions.additive.point,
-            &predictions.multiplicative.point,
-            seed,
-        );
+        // Without an interval (cross-validation scores the point forecast only), no sample
+        // is drawn: the simulation costs far more than the fit.
+        let (lower, upper) = match seed {
+            Some(seed) => self.sample_interval(
+                dates,
+                &predictions.trend.point,
+                &predictions.additive.point,
+                &predictions.multiplicative.point,
+                seed,
+            ),
+            None => (
+                predictions.yhat.point.clone(),
+                predictions.yhat.point.clone(),
+            ),
+        };
         Ok(dates
             .iter()
             .enumerate()
@@ -560,6 +587,12 @@ mod tests {
             model.forecast(&history, &dates, 8).unwrap(),
             "another seed, another draw"
         );
+        // The point forecast (cross-validation's) is the same yhat, without an interval.
+        let points = model.point_forecast(&history, &dates).unwrap();
+        for (point, full) in points.iter().zip(&forecast) {
+            assert_eq!((point.date, point.yhat), (full.date, full.yhat));
+            assert_eq!((point.lower, point.upper), (point.yhat, point.yhat));
+        }
     }
 
     #[test]

@@ -80,9 +80,6 @@ pub struct Trained {
 /// Number of CV splits, as the reference stack uses.
 pub const SPLITS: usize = 5;
 
-/// Seed of the intervals drawn while scoring splits (they do not enter the metrics).
-const CV_SEED: u64 = 0;
-
 /// Cross-validates `profile` on `series` with `splits` anchored splits, then fits the whole
 /// training window.
 pub fn train(series: &Series, profile: &Profile, splits: usize) -> Result<Trained, ModelError> {
@@ -105,7 +102,8 @@ pub fn train(series: &Series, profile: &Profile, splits: usize) -> Result<Traine
         let test = &days[train_end..train_end + test_size];
         let model = FittedModel::fit_days(series, profile, &days[..train_end])?;
         let dates: Vec<_> = test.iter().map(|day| day.date).collect();
-        let forecast = model.forecast(series, &dates, CV_SEED)?;
+        // The scores need the point forecast only.
+        let forecast = model.point_forecast(series, &dates)?;
         let actual: Vec<f64> = test.iter().map(|day| day.sales).collect();
         let predicted: Vec<f64> = forecast.iter().map(|point| point.yhat).collect();
         scores.push(Metrics::of(&actual, &predicted));
