@@ -185,13 +185,10 @@ async fn real_series_spread_move_back_and_train_all_survives_its_scheduler() {
     nodes[1].wait_for(&["leading the scheduler"]);
     nodes[1].wait_for(&["running job", &format!("job={job_id}")]);
 
-    let output = tokio::time::timeout(
-        JOB_PATIENCE,
-        tokio::task::spawn_blocking(move || follower.wait_with_output()),
-    )
+    let output = tokio::task::spawn_blocking(move || {
+        support::output_within(follower, JOB_PATIENCE, &format!("job {job_id}"))
+    })
     .await
-    .unwrap_or_else(|_| panic!("job {job_id} did not end within {JOB_PATIENCE:?}"))
-    .unwrap()
     .unwrap();
     let stdout = succeeded(&output);
     assert!(

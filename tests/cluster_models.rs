@@ -253,10 +253,11 @@ async fn a_stopping_node_finishes_its_training_and_leaves() {
         "bravo was declared down before it left"
     );
 
-    let output = tokio::task::spawn_blocking(move || retrain.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let output = tokio::task::spawn_blocking(move || {
+        support::output_within(retrain, support::node::PATIENCE, "the retrain")
+    })
+    .await
+    .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),

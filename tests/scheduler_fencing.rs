@@ -159,13 +159,10 @@ async fn a_paused_scheduler_finds_its_writes_refused_and_the_job_ends_once() {
         );
         eprintln!("round {version}: alpha resumed and said: {first}");
 
-        let output = tokio::time::timeout(
-            JOB_PATIENCE,
-            tokio::task::spawn_blocking(move || follower.wait_with_output()),
-        )
+        let output = tokio::task::spawn_blocking(move || {
+            support::output_within(follower, JOB_PATIENCE, &format!("job {job_id}"))
+        })
         .await
-        .unwrap_or_else(|_| panic!("job {job_id} did not end within {JOB_PATIENCE:?}"))
-        .unwrap()
         .unwrap();
         let stdout = succeeded(&output);
         assert!(

@@ -98,6 +98,16 @@ pub fn run_within(command: &mut Command, limit: std::time::Duration) -> std::pro
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start the command");
+    output_within(child, limit, &format!("{command:?}"))
+}
+
+/// Waits for `child` (its output piped) to end and returns its output; kills it and fails,
+/// naming it `what`, after `limit`. Blocking: from async code, run it in `spawn_blocking`.
+pub fn output_within(
+    child: std::process::Child,
+    limit: std::time::Duration,
+    what: &str,
+) -> std::process::Output {
     let pid = child.id();
     let (send, receive) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -108,7 +118,7 @@ pub fn run_within(command: &mut Command, limit: std::time::Duration) -> std::pro
         Err(_) => {
             // SAFETY: a signal to our own child process, which has not been reaped.
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-            panic!("{command:?} did not finish within {limit:?}");
+            panic!("{what} did not finish within {limit:?}");
         }
     }
 }
