@@ -205,10 +205,13 @@ struct Window {
     to: Instant,
 }
 
-fn in_any(windows: &[Window], at: Instant) -> bool {
+/// Whether a request sent at `at` that took `took` overlaps any fault's window: a request
+/// still in flight when a fault starts meets it too.
+fn in_any(windows: &[Window], at: Instant, took: Duration) -> bool {
+    let end = at + took;
     windows
         .iter()
-        .any(|window| window.from <= at && at <= window.to)
+        .any(|window| window.from <= end && at <= window.to)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -504,7 +507,7 @@ async fn the_cluster_survives_a_seeded_nemesis() {
     let seen = seen.lock().unwrap().clone();
     let mut outside = Vec::new();
     for observation in &seen {
-        let faulty = in_any(&windows, observation.at);
+        let faulty = in_any(&windows, observation.at, observation.took);
         let allowed = match observation.status {
             Some(status) if (200..500).contains(&status) => true,
             Some(503) | None => faulty,
