@@ -143,7 +143,7 @@ def report(directory: Path) -> str:
         f"{ps.get('stores')} stores; Rust: {rsum.get('prophet_version', '-')}, "
         f"{rsum.get('stores')} stores. For `yearly` and `weekly` each series is the last 120 "
         f"open days (Sales > 0) of a Rossmann store; `default` is storecast's own model (the "
-        f"last 1,000 open days, log sales, four regressors: bench/prophet/README.md); fits "
+        f"last 1,000 open days, log sales, its regressors: bench/prophet/README.md); fits "
         f"and predictions are sequential in one process; the 7-day predict draws 1,000 "
         f"uncertainty samples.")
     out("")

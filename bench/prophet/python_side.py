@@ -15,7 +15,10 @@ does exactly the same.
 from __future__ import annotations
 
 import argparse
+import bisect
+import calendar
 import collections
+import datetime as dt
 import json
 import logging
 import math
@@ -34,12 +37,15 @@ CV_SPLITS = 5          # sklearn TimeSeriesSplit(n_splits=5)
 CV_WORKERS = 2         # the machine has 2 cores
 CONFIGS = ("yearly", "weekly", "default")
 # storecast's `default` profile (config/default.toml): the last 1,000 open days with sales,
-# log sales, yearly seasonality (order 10) only over at least 730 days, weekly (order 3), the
-# regressors promo, school_holiday, before_holiday and after_holiday (additive, prior scale
-# 10; one that never changes in training is left out, as storecast does).
+# log sales, yearly seasonality (order 10) only over at least 730 days, weekly (order 3), and
+# the regressor columns of its features (additive, prior scale 10; a column that never
+# changes in training is left out, as storecast does). `default_features` builds them as
+# src/forecast/series.rs does.
 DEFAULT_HISTORY = 1000
 DEFAULT_YEARLY_MIN_DAYS = 730
-FEATURES = ("promo", "school_holiday", "before_holiday", "after_holiday")
+MONTH_DAY_ORDER = 3
+LONG_CLOSURE_DAYS = 5
+REOPENING_DAYS = 14
 PROGRESS_EVERY = 100
 
 # ---------------------------------------------------------------------------------------
@@ -123,12 +129,85 @@ def load_series(path: str, max_stores: int | None) -> dict[int, pd.DataFrame]:
     return series
 
 
+def easter_sunday(year: int) -> dt.date:
+    """Meeus/Jones/Butcher, as src/dataset/calendar.rs."""
+    a, b, c = year % 19, year // 100, year % 100
+    d, e = b // 4, b % 4
+    f = (b + 8) // 25
+    g = (b - f + 1) // 3
+    h = (19 * a + b - d - g + 15) % 30
+    i, k = c // 4, c % 4
+    l = (32 + 2 * e + 2 * i - h - k) % 7
+    m = (a + 11 * h + 22 * l) // 451
+    month = (h + l - 7 * m + 114) // 31
+    day = (h + l - 7 * m + 114) % 31 + 1
+    return dt.date(year, month, day)
+
+
+def default_features(dates: list[dt.date], rows: dict, open_days: list[dt.date]) -> dict:
+    """Regressor columns of the default profile's features for `dates`, from the store's
+    rows (date -> (open, promo, state_holiday, school_holiday)); a date without a row has no
+    promotion, holiday or school holiday. Mirrors Series::feature_value."""
+    one = dt.timedelta(days=1)
+
+    def row(date, field):
+        values = rows.get(date)
+        return float(values[field]) if values is not None else 0.0
+
+    def reopened(date):
+        # Open days up to `date`, newest first, each with the open day before it.
+        end = bisect.bisect_right(open_days, date)
+        later_index = end - 1
+        while later_index >= 1:
+            later, earlier = open_days[later_index], open_days[later_index - 1]
+            if (date - later).days >= REOPENING_DAYS:
+                return 0.0
+            if (later - earlier).days > LONG_CLOSURE_DAYS:
+                return 1.0
+            later_index -= 1
+        return 0.0
+
+    columns: dict[str, list[float]] = collections.defaultdict(list)
+    for date in dates:
+        promo = row(date, 1)
+        to_easter = (easter_sunday(date.year) - date).days
+        month_length = calendar.monthrange(date.year, date.month)[1]
+        position = (date.day - 1) / month_length
+        values = {
+            "promo": promo,
+            "school_holiday": row(date, 3),
+            "before_holiday": row(date + one, 2),
+            "after_holiday": row(date - one, 2),
+            "state_holiday": row(date, 2),
+            "promo_mon": promo * (date.weekday() == 0),
+            "promo_tue": promo * (date.weekday() == 1),
+            "promo_wed": promo * (date.weekday() == 2),
+            "promo_thu": promo * (date.weekday() == 3),
+            "christmas_rush": float(date.month == 12 and 14 <= date.day <= 23),
+            "christmas_eve": float(date.month == 12 and date.day == 24),
+            "between_years": float(date.month == 12 and 27 <= date.day <= 31),
+            "holy_week": float(4 <= to_easter <= 6),
+            "easter_saturday": float(to_easter == 1),
+            "weiberfastnacht": float(to_easter == 52),
+            "rosenmontag": float(to_easter == 48),
+            "shrove_tuesday": float(to_easter == 47),
+            "after_closure": reopened(date),
+        }
+        for order in range(1, MONTH_DAY_ORDER + 1):
+            angle = 2.0 * math.pi * order * position
+            values[f"month_sin{order}"] = math.sin(angle)
+            values[f"month_cos{order}"] = math.cos(angle)
+        for name, value in values.items():
+            columns[name].append(float(value))
+    return columns
+
+
 def load_default_frames(path: str, max_stores: int | None) -> dict[int, tuple]:
     """store id -> (training frame, future frame, yearly on?) for storecast's `default`
     profile, built as storecast builds them (src/forecast/series.rs): every row of the store
-    is its calendar; the training days are its last 1,000 open days with sales; a day is
-    before (after) a holiday when the store's next (previous) calendar day has a
-    StateHoliday other than 0; the 7 future days have no row, so their regressors are 0."""
+    is its calendar; the training days are its last 1,000 open days with sales; the features
+    are `default_features`' (the 7 future days have no row: no promotion or holiday, while
+    the calendar's own features, such as the day of the month, are known)."""
     raw = pd.read_csv(
         path,
         usecols=["Store", "Date", "Sales", "Open", "Promo", "StateHoliday", "SchoolHoliday"],
@@ -142,22 +221,28 @@ def load_default_frames(path: str, max_stores: int | None) -> dict[int, tuple]:
     frames: dict[int, tuple] = {}
     for store, group in raw[raw["Store"].isin(stores)].groupby("Store", sort=True):
         group = group.sort_values("Date", kind="stable").reset_index(drop=True)
-        holiday = set(group.loc[group["StateHoliday"] != "0", "Date"])
+        days = group["Date"].dt.date.tolist()
+        rows = {
+            day: (open_, promo, holiday != "0", school)
+            for day, open_, promo, holiday, school in zip(
+                days, group["Open"], group["Promo"], group["StateHoliday"],
+                group["SchoolHoliday"])
+        }
+        open_days = [day for day, values in rows.items() if values[0]]
         trading = group[(group["Open"] == 1) & (group["Sales"] > 0)].tail(DEFAULT_HISTORY)
-        ds = trading["Date"]
+        train_dates = trading["Date"].dt.date.tolist()
         train = pd.DataFrame({
-            "ds": ds.to_numpy(),
+            "ds": trading["Date"].to_numpy(),
             "y": np.log(np.maximum(trading["Sales"].to_numpy(dtype=float), 1.0)),
-            "promo": trading["Promo"].to_numpy(dtype=float),
-            "school_holiday": trading["SchoolHoliday"].to_numpy(dtype=float),
-            "before_holiday": [float(d + pd.Timedelta(days=1) in holiday) for d in ds],
-            "after_holiday": [float(d - pd.Timedelta(days=1) in holiday) for d in ds],
         }).reset_index(drop=True)
-        kept = [f for f in FEATURES if train[f].nunique() > 1]
-        train = train[["ds", "y", *kept]]
+        features = default_features(train_dates, rows, open_days)
+        kept = [name for name, values in features.items() if len(set(values)) > 1]
+        for name in kept:
+            train[name] = features[name]
         future = future_frame(train["ds"].iloc[-1])
-        for f in kept:
-            future[f] = 0.0
+        future_features = default_features(future["ds"].dt.date.tolist(), rows, open_days)
+        for name in kept:
+            future[name] = future_features[name]
         yearly = (train["ds"].iloc[-1] - train["ds"].iloc[0]).days >= DEFAULT_YEARLY_MIN_DAYS
         frames[int(store)] = (train, future, yearly)
     return frames

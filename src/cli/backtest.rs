@@ -16,7 +16,7 @@ use super::load::read_sales_blocking;
 use super::progress::ProgressLine;
 use super::thousands;
 use crate::config::{Config, Override};
-use crate::forecast::backtest::{BacktestRow, backtest_series, rmspe};
+use crate::forecast::backtest::{BacktestRow, backtest_series, coverage, rmspe};
 use crate::forecast::model::ModelError;
 use crate::forecast::profile::Profile;
 use crate::forecast::series::Series;
@@ -66,6 +66,7 @@ pub async fn run(args: BacktestArgs, config: &Config) -> anyhow::Result<()> {
     }
     let profile_name = config.train.profile.clone();
     let profile = config.profile(&profile_name)?.clone();
+    let interval = format!("{:.0}%", profile.interval_width * 100.0);
     let rows = read_sales_blocking(args.data.clone()).await?;
     let mut by_store: BTreeMap<u32, Vec<_>> = BTreeMap::new();
     for row in rows {
@@ -110,17 +111,24 @@ pub async fn run(args: BacktestArgs, config: &Config) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     for origin in &args.origins {
-        let at_origin = results.iter().filter(|row| row.origin == *origin);
-        match rmspe(at_origin) {
-            Some(score) => println!("origin {origin}, {} days: RMSPE {score:.4}", args.horizon),
-            None => println!(
+        let at_origin: Vec<&BacktestRow> =
+            results.iter().filter(|row| row.origin == *origin).collect();
+        match (
+            rmspe(at_origin.iter().copied()),
+            coverage(at_origin.iter().copied()),
+        ) {
+            (Some(score), Some(covered)) => println!(
+                "origin {origin}, {} days: RMSPE {score:.4}, {interval} interval coverage {covered:.3}",
+                args.horizon
+            ),
+            _ => println!(
                 "origin {origin}, {} days: no actuals to score",
                 args.horizon
             ),
         }
     }
-    if let Some(score) = rmspe(&results) {
-        println!("all origins: RMSPE {score:.4}");
+    if let (Some(score), Some(covered)) = (rmspe(&results), coverage(&results)) {
+        println!("all origins: RMSPE {score:.4}, {interval} interval coverage {covered:.3}");
     }
     for (store, error) in failures.iter().take(10) {
         println!("  store {store}: {error}");

@@ -64,6 +64,22 @@ pub fn backtest_series(
     Ok(rows)
 }
 
+/// Share of the rows with actual sales above zero whose actual lies inside the forecast
+/// interval; `None` when there is none.
+pub fn coverage<'a>(rows: impl IntoIterator<Item = &'a BacktestRow>) -> Option<f64> {
+    let (inside, count) = rows
+        .into_iter()
+        .filter_map(|row| {
+            row.actual
+                .filter(|actual| *actual > 0.0)
+                .map(|actual| row.lower <= actual && actual <= row.upper)
+        })
+        .fold((0usize, 0usize), |(inside, count), hit| {
+            (inside + usize::from(hit), count + 1)
+        });
+    (count > 0).then(|| inside as f64 / count as f64)
+}
+
 /// Kaggle's Root Mean Square Percentage Error over the rows with actual sales above zero;
 /// `None` when there is none.
 pub fn rmspe<'a>(rows: impl IntoIterator<Item = &'a BacktestRow>) -> Option<f64> {
@@ -110,6 +126,25 @@ mod tests {
         let expected = ((0.1f64.powi(2) + 0.2f64.powi(2)) / 2.0).sqrt();
         assert!((rmspe(&rows).unwrap() - expected).abs() < 1e-12);
         assert_eq!(rmspe(&[row(None, 1.0)]), None);
+    }
+
+    #[test]
+    fn coverage_counts_actuals_inside_the_interval() {
+        let mut inside = row(Some(100.0), 100.0);
+        (inside.lower, inside.upper) = (90.0, 110.0);
+        let mut on_the_edge = row(Some(110.0), 100.0);
+        (on_the_edge.lower, on_the_edge.upper) = (90.0, 110.0);
+        let mut outside = row(Some(120.0), 100.0);
+        (outside.lower, outside.upper) = (90.0, 110.0);
+        let rows = [
+            inside,
+            on_the_edge,
+            outside,
+            row(Some(0.0), 1.0),
+            row(None, 1.0),
+        ];
+        assert!((coverage(&rows).unwrap() - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(coverage(&[row(None, 1.0)]), None);
     }
 
     #[test]

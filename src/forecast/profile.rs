@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Extra regressors a profile can use; their future values are known in advance (promotions
-/// are planned, holidays are in the calendar).
+/// are planned, holidays are in the calendar). A feature is one or more regressor columns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Feature {
@@ -19,26 +19,87 @@ pub enum Feature {
     BeforeHoliday,
     /// The previous day was a public holiday.
     AfterHoliday,
+    /// The day is a public holiday (the few stores open on one sell far less).
+    StateHoliday,
+    /// The promotion's extra effect on Monday to Thursday (Friday's is `promo` itself):
+    /// Rossmann's promotions lift the first days of their week most.
+    PromoWeekday,
+    /// Position in the month as a Fourier series (paydays at the turn of the month).
+    MonthDay,
+    /// The Christmas rush (14-23 December), Christmas Eve, and the days between the years.
+    Christmas,
+    /// Holy Week before Easter: Monday to Wednesday, and Easter Saturday (Maundy Thursday is
+    /// `before_holiday`), when shoppers stock up for the long weekend.
+    Easter,
+    /// Carnival in its strongholds (the Rhineland): Weiberfastnacht, Rosenmontag and Shrove
+    /// Tuesday, when shops there sell far less (stores elsewhere learn a zero effect).
+    Carnival,
+    /// An open day in the first two weeks after the store was closed for five days or more
+    /// (a refurbishment): customers come back gradually, or to a reopening sale.
+    AfterClosure,
 }
 
 impl Feature {
-    pub const ALL: [Feature; 4] = [
+    pub const ALL: [Feature; 11] = [
         Feature::Promo,
         Feature::SchoolHoliday,
         Feature::BeforeHoliday,
         Feature::AfterHoliday,
+        Feature::StateHoliday,
+        Feature::PromoWeekday,
+        Feature::MonthDay,
+        Feature::Christmas,
+        Feature::Easter,
+        Feature::Carnival,
+        Feature::AfterClosure,
     ];
 
-    /// The regressor's name inside the Prophet model.
+    /// The feature's name in the configuration.
     pub fn name(self) -> &'static str {
         match self {
             Feature::Promo => "promo",
             Feature::SchoolHoliday => "school_holiday",
             Feature::BeforeHoliday => "before_holiday",
             Feature::AfterHoliday => "after_holiday",
+            Feature::StateHoliday => "state_holiday",
+            Feature::PromoWeekday => "promo_weekday",
+            Feature::MonthDay => "month_day",
+            Feature::Christmas => "christmas",
+            Feature::Easter => "easter",
+            Feature::Carnival => "carnival",
+            Feature::AfterClosure => "after_closure",
+        }
+    }
+
+    /// The regressor columns the feature adds to the Prophet model, by name.
+    pub fn columns(self) -> &'static [&'static str] {
+        match self {
+            Feature::Promo => &["promo"],
+            Feature::SchoolHoliday => &["school_holiday"],
+            Feature::BeforeHoliday => &["before_holiday"],
+            Feature::AfterHoliday => &["after_holiday"],
+            Feature::StateHoliday => &["state_holiday"],
+            Feature::PromoWeekday => &["promo_mon", "promo_tue", "promo_wed", "promo_thu"],
+            Feature::MonthDay => &MONTH_DAY_COLUMNS,
+            Feature::Christmas => &["christmas_rush", "christmas_eve", "between_years"],
+            Feature::Easter => &["holy_week", "easter_saturday"],
+            Feature::Carnival => &["weiberfastnacht", "rosenmontag", "shrove_tuesday"],
+            Feature::AfterClosure => &["after_closure"],
         }
     }
 }
+
+/// Fourier order of the `month_day` feature.
+pub const MONTH_DAY_ORDER: usize = 3;
+
+const MONTH_DAY_COLUMNS: [&str; 2 * MONTH_DAY_ORDER] = [
+    "month_sin1",
+    "month_cos1",
+    "month_sin2",
+    "month_cos2",
+    "month_sin3",
+    "month_cos3",
+];
 
 /// Additive or multiplicative components.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
