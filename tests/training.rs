@@ -227,6 +227,14 @@ fn train_forecast_and_backtest_commands() {
         stdout.contains("origin 2015-06-30, 7 days: RMSPE"),
         "{stdout}"
     );
+    // The interval's coverage of the scored days is a share.
+    let coverage: f64 = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("all origins: RMSPE "))
+        .and_then(|rest| rest.split("95% interval coverage ").nth(1))
+        .and_then(|share| share.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no coverage over all origins in: {stdout}"));
+    assert!((0.0..=1.0).contains(&coverage), "{stdout}");
     let csv = std::fs::read_to_string(dir.path().join("backtest.csv")).unwrap();
     let mut lines = csv.lines();
     assert_eq!(

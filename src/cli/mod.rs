@@ -76,7 +76,8 @@ pub enum Command {
     /// Forecasts the next days of one store from its latest model version, without retraining.
     Forecast(forecast::ForecastArgs),
     /// Trains on a data file up to each origin, forecasts the open days after it, writes the
-    /// forecasts to a CSV file and prints RMSPE (Kaggle's metric) where actuals exist.
+    /// forecasts to a CSV file and prints RMSPE (Kaggle's metric) and the interval's
+    /// coverage where actuals exist.
     Backtest(backtest::BacktestArgs),
     /// Makes or checks data files in Kaggle's Rossmann format.
     #[command(subcommand)]
