@@ -256,7 +256,8 @@ def make_default_model(train: pd.DataFrame, yearly: bool) -> Prophet:
         interval_width=0.95,
     )
     for f in train.columns[2:]:
-        m.add_regressor(f, prior_scale=10.0, mode="additive")
+        # storecast standardizes no feature column (src/forecast/model.rs, `regressor`).
+        m.add_regressor(f, prior_scale=10.0, mode="additive", standardize=False)
     return m
 
 

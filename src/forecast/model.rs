@@ -19,7 +19,7 @@ use augurs_prophet::optimizer::{
 };
 use augurs_prophet::{
     FeatureMode, PositiveFloat, PredictionData, Prophet, ProphetOptions, Regressor,
-    SeasonalityOption, TrainingData,
+    SeasonalityOption, Standardize, TrainingData,
 };
 use chrono::{NaiveDate, NaiveTime};
 use serde::{Deserialize, Serialize};
@@ -433,6 +433,10 @@ fn feature_mode(mode: Mode) -> FeatureMode {
     }
 }
 
+/// A feature column as a Prophet regressor. None is standardized: every column is a flag or a
+/// Fourier term, already on the scale of Prophet's seasonality columns (which Prophet never
+/// standardizes either). Standardizing would also part from Python Prophet: augurs takes the
+/// mean and spread of a column's distinct values, Prophet those of all its rows.
 fn regressor(profile: &Profile) -> Regressor {
     let base = match profile.mode {
         Mode::Additive => Regressor::additive(),
@@ -441,6 +445,7 @@ fn regressor(profile: &Profile) -> Regressor {
     base.with_prior_scale(
         PositiveFloat::try_new(profile.feature_prior_scale).unwrap_or(PositiveFloat::one()),
     )
+    .with_standardize(Standardize::No)
 }
 
 fn timestamps(dates: &[NaiveDate]) -> Vec<i64> {

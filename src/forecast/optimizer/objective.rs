@@ -570,7 +570,8 @@ fn sign(value: f64) -> f64 {
 
 /// The dot product of `a` and `b` (the shorter's length), summed in eight lanes: a single
 /// running sum is a chain of dependent additions the compiler may not reorder, so it neither
-/// vectorizes nor pipelines; eight independent ones do both (an evaluation's `G d`).
+/// vectorizes nor pipelines; eight independent ones do both (an evaluation's `G d`). L-BFGS
+/// keeps its own sequential `dot`: Stan's fixtures pin its rounding (BENCHMARKS.md).
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     const LANES: usize = 8;
     let length = a.len().min(b.len());
