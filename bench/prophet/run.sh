@@ -10,17 +10,9 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 cd "$root"
 
-if [[ -n "${STORECAST_ROSSMANN_DIR:-}" ]]; then
-    DATA="$STORECAST_ROSSMANN_DIR/train.csv.gz"
-else
-    DATA="$root/../shared/datasets/rossmann/train.csv.gz"
-fi
+# shellcheck source=bench/rossmann.sh
+source "$root/bench/rossmann.sh"
 OUT="${STORECAST_PROPHET_OUT:-$root/target/bench-prophet}"
-
-if [[ ! -f "$DATA" ]]; then
-    echo "run.sh: no Rossmann data at $DATA (set STORECAST_ROSSMANN_DIR to the folder holding train.csv.gz)" >&2
-    exit 1
-fi
 mkdir -p "$OUT"
 # Only this benchmark's own result files: a failed step must not leave an older run's
 # results to be compared with new ones.
