@@ -1,8 +1,10 @@
 //! Cluster benchmark: real `storecast node` processes on this machine, a throwaway PostgreSQL
-//! (durable settings) and Kaggle's 1,115 real stores (`storecast load`, last 5 months).
+//! (durable settings) and Kaggle's 1,115 real stores (`storecast load`, last 5 months by default).
 //!
 //! Run with `cargo bench --bench cluster` (release build); `STORECAST_BENCH_QUICK=1` makes a
-//! smoke run (1 and 3 nodes, 2 failover tries, 5 retrains). It measures:
+//! smoke run (1 and 3 nodes, 2 failover tries, 5 retrains); `STORECAST_BENCH_MONTHS=N` loads
+//! the last N months instead of 5 (0: all the history, as the `default` model uses in
+//! production). It measures:
 //! 1. **train-all** of the 1,115 stores with the `default` profile on 1, 2 and 3 nodes, each
 //!    on a fresh database (every series trains version 1): the job's own time (its row's
 //!    `started_at` to `finished_at`), the client's wall time (`storecast cluster train-all`
@@ -59,6 +61,25 @@ const FORECAST_TIMEOUT_MS: u64 = 300;
 const SETTLE_PATIENCE: Duration = Duration::from_secs(120);
 const FAILOVER_PATIENCE: Duration = Duration::from_secs(60);
 const RETRAIN_TIMEOUT_MS: u64 = 120_000;
+
+/// Months of history loaded (`storecast load --months`): `STORECAST_BENCH_MONTHS`, else 5 (the
+/// reference loader's).
+fn history_months() -> u32 {
+    match std::env::var("STORECAST_BENCH_MONTHS") {
+        Ok(value) => value.parse().unwrap_or_else(|_| {
+            panic!("STORECAST_BENCH_MONTHS={value:?} is not a number of months")
+        }),
+        Err(_) => 5,
+    }
+}
+
+/// The history the bench loads, in words.
+fn history_words() -> String {
+    match history_months() {
+        0 => "all the history".to_string(),
+        months => format!("last {months} months"),
+    }
+}
 
 /// What to run: the full benchmark, or a quick smoke run.
 struct Plan {
@@ -218,7 +239,8 @@ impl Cluster {
         succeeded(
             "storecast load",
             &support::storecast(dir)
-                .args(["--database-url", &url, "load"])
+                .args(["--database-url", &url, "load", "--months"])
+                .arg(history_months().to_string())
                 .arg(data)
                 .output()
                 .expect("run storecast load"),
@@ -842,10 +864,11 @@ impl Report {
         println!("## Cluster benchmark");
         println!();
         println!(
-            "{} stores (Kaggle's train set, last 5 months), `default` profile, PostgreSQL \
+            "{} stores (Kaggle's train set, {}), `default` profile, PostgreSQL \
              with durable settings, node processes on this machine ({} cores); load average \
              at the end {}; whole run {:.0} s.",
             STORES,
+            history_words(),
             std::thread::available_parallelism().map_or(0, |cores| cores.get()),
             load_averages(),
             took.as_secs_f64()
