@@ -182,6 +182,7 @@ pub struct GatewayConfig {
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     pub listen: String,
+    pub stop_notice_ms: u64,
 }
 
 /// `[telemetry]`: traces exported over OTLP.

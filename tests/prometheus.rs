@@ -7,7 +7,7 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use support::http::{get, request_with};
+use support::http::{get, request_with, try_get};
 use support::node::{NodeProcess, free_address};
 use support::prometheus::{Prometheus, value};
 
@@ -35,6 +35,8 @@ fn start(
         "scheduler.train_all_at=".to_string(),
         "train.profile=reference".to_string(),
         "profiles.reference.yearly_order=0".to_string(),
+        // Long enough for a poll to see the drain before the listener closes.
+        "admin.stop_notice_ms=2000".to_string(),
     ]
     .into_iter()
     .flat_map(|setting| ["--set".to_string(), setting])
@@ -153,14 +155,14 @@ fn prometheus_scrapes_every_node_and_sees_the_histograms_fill() {
         |result| result.len() == 1 && value(&result[0]) >= f64::from(STORES),
     );
 
-    // A stopping node's readiness says it drains, with the reason, while it still answers.
+    // A stopping node's readiness says it drains, with the reason, while it still answers
+    // (for the stop notice; tests/stop_notice.rs checks its length).
     let ready = get(&charlie_admin, "/health/readyz");
     assert_eq!(ready.status, 200, "{}", ready.body);
     charlie.signal(libc::SIGTERM);
     let started = std::time::Instant::now();
     loop {
-        let answer = std::panic::catch_unwind(|| get(&charlie_admin, "/health/readyz"));
-        match answer {
+        match try_get(&charlie_admin, "/health/readyz") {
             Ok(answer) if answer.status == 503 => {
                 assert!(
                     answer.json()["state"]
@@ -173,7 +175,7 @@ fn prometheus_scrapes_every_node_and_sees_the_histograms_fill() {
                 break;
             }
             Ok(answer) => assert_eq!(answer.status, 200, "{}", answer.body),
-            Err(_) => panic!("charlie stopped answering before it said it drains"),
+            Err(error) => panic!("charlie stopped answering before it said it drains: {error}"),
         }
         assert!(
             started.elapsed() < Duration::from_secs(10),

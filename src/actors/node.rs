@@ -11,7 +11,8 @@
 //! Graceful stop (SIGTERM, Ctrl-C): stop taking work (the scheduler hands its lease over,
 //! the model host refuses new trainings), leave the membership group so peers see a
 //! departure and route elsewhere, finish the trainings in flight (up to a grace period; the
-//! transport stays up so their answers arrive), then stop the transport.
+//! transport stays up so their answers arrive), keep the HTTP listeners answering as
+//! draining until the stop notice (`admin.stop_notice_ms`) ends, then stop the transport.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -62,6 +63,9 @@ pub struct NodeSettings {
     pub services: Option<NodeServices>,
     /// The admin listener (metrics and health), run whatever the roles; `None` on a client.
     pub admin: Option<HttpServer>,
+    /// How long a stopping node's HTTP listeners keep answering, readiness saying it drains
+    /// (`admin.stop_notice_ms`).
+    pub stop_notice: Duration,
 }
 
 /// What the node's health endpoints report of the node itself: whether it is stopping, and
@@ -186,6 +190,8 @@ pub struct NodeState {
     status: NodeStatus,
     /// The admin listener, stopped last.
     admin: Option<Background>,
+    /// Least time from the start of a stop to the closing of the HTTP listeners.
+    stop_notice: Duration,
     /// Trainings in flight on this node, closed and drained on shutdown.
     trainings: Arc<TrainingGate>,
     /// What the last rebalance checked: the member view and how many series were hosted.
@@ -281,6 +287,7 @@ impl Actor for NodeSupervisor {
             hosting: false,
             status: NodeStatus::default(),
             admin: None,
+            stop_notice: settings.stop_notice,
             trainings: Arc::new(TrainingGate::default()),
             last_rebalance: None,
         };
@@ -371,6 +378,7 @@ impl Actor for NodeSupervisor {
         let reason = || Some("node stopping".to_string());
         // Readiness says so from now on.
         state.status.start_draining();
+        let stop_began = Instant::now();
         // 1. Stop taking work: the scheduler hands its lease over, the model host refuses
         //    new trainings.
         if let Some(scheduler) = state
@@ -399,10 +407,30 @@ impl Actor for NodeSupervisor {
             // transport drops what is queued, so give them a moment to be written.
             tokio::time::sleep(TRANSPORT_LINGER).await;
         }
-        for slot in state.roles.values_mut() {
+        for (role, slot) in state.roles.iter_mut() {
+            if *role == RoleActor::Gateway {
+                continue;
+            }
             if let Some(actor) = slot.actor.take() {
                 let _ = actor.stop_and_wait(reason(), grace).await;
             }
+        }
+        // 4. Keep answering HTTP, as draining, for the rest of the stop notice: a load balancer
+        //    or readiness probe learns of the stop before connections are refused.
+        let notice_left = state.stop_notice.saturating_sub(stop_began.elapsed());
+        if !notice_left.is_zero() {
+            tracing::info!(
+                seconds = notice_left.as_secs_f64(),
+                "answering HTTP as draining until the stop notice ends"
+            );
+            tokio::time::sleep(notice_left).await;
+        }
+        if let Some(gateway) = state
+            .roles
+            .get_mut(&RoleActor::Gateway)
+            .and_then(|slot| slot.actor.take())
+        {
+            let _ = gateway.stop_and_wait(reason(), grace).await;
         }
         if let Some(mut cluster_listener) = state.cluster_listener.take() {
             cluster_listener.stop().await;

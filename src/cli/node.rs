@@ -241,6 +241,7 @@ pub fn node_settings(config: &Config, workers: usize) -> anyhow::Result<NodeSett
         database: None,
         services: None,
         admin: None,
+        stop_notice: Duration::from_millis(config.admin.stop_notice_ms),
     })
 }
 

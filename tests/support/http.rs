@@ -61,7 +61,7 @@ pub fn request_with(
         "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n{extra}{content}"
     )
     .unwrap();
-    read_answer(stream)
+    read_answer(stream).unwrap_or_else(|error| panic!("{method} {path} at {address}: {error}"))
 }
 
 /// The events of a server-sent event stream, read until the server ends it: (event, data).
@@ -114,11 +114,24 @@ pub fn events(address: &str, path: &str, limit: Duration) -> Vec<(String, String
 }
 
 fn request(address: &str, method: &str, path: &str, body: Option<&str>) -> Answer {
-    let mut stream = TcpStream::connect(address)
-        .unwrap_or_else(|error| panic!("cannot connect to {address}: {error}"));
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
+    try_request(address, method, path, body)
+        .unwrap_or_else(|error| panic!("{method} {path} at {address}: {error}"))
+}
+
+/// `GET path`, or the error when the server refused or dropped the connection (a stopping
+/// node).
+pub fn try_get(address: &str, path: &str) -> std::io::Result<Answer> {
+    try_request(address, "GET", path, None)
+}
+
+fn try_request(
+    address: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> std::io::Result<Answer> {
+    let mut stream = TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let content = match body {
         Some(body) => format!(
             "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
@@ -129,18 +142,17 @@ fn request(address: &str, method: &str, path: &str, body: Option<&str>) -> Answe
     write!(
         stream,
         "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n{content}"
-    )
-    .unwrap();
+    )?;
     read_answer(stream)
 }
 
 /// Reads an answer: up to its `Content-Length` when it has one (some servers keep the
 /// connection open despite `Connection: close`), else until the server closes.
-fn read_answer(mut stream: TcpStream) -> Answer {
+fn read_answer(mut stream: TcpStream) -> std::io::Result<Answer> {
     let mut raw = Vec::new();
     let mut buffer = [0u8; 16384];
     loop {
-        let read = stream.read(&mut buffer).unwrap();
+        let read = stream.read(&mut buffer)?;
         if read == 0 {
             break;
         }
@@ -163,14 +175,19 @@ fn read_answer(mut stream: TcpStream) -> Answer {
         .next()
         .and_then(|line| line.split_whitespace().nth(1))
         .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("no status line in {text:?}"),
+            )
+        })?;
     let headers = lines
         .filter_map(|line| line.split_once(':'))
         .map(|(name, value)| (name.trim().to_lowercase(), value.trim().to_string()))
         .collect();
-    Answer {
+    Ok(Answer {
         status,
         headers,
         body: body.to_string(),
-    }
+    })
 }
