@@ -67,33 +67,34 @@ pub fn backtest_series(
 /// Share of the rows with actual sales above zero whose actual lies inside the forecast
 /// interval; `None` when there is none.
 pub fn coverage<'a>(rows: impl IntoIterator<Item = &'a BacktestRow>) -> Option<f64> {
-    let (inside, count) = rows
-        .into_iter()
-        .filter_map(|row| {
-            row.actual
-                .filter(|actual| *actual > 0.0)
-                .map(|actual| row.lower <= actual && actual <= row.upper)
-        })
-        .fold((0usize, 0usize), |(inside, count), hit| {
-            (inside + usize::from(hit), count + 1)
-        });
-    (count > 0).then(|| inside as f64 / count as f64)
+    mean_over_scored(rows, |row, actual| {
+        f64::from(u8::from(row.lower <= actual && actual <= row.upper))
+    })
 }
 
 /// Kaggle's Root Mean Square Percentage Error over the rows with actual sales above zero;
 /// `None` when there is none.
 pub fn rmspe<'a>(rows: impl IntoIterator<Item = &'a BacktestRow>) -> Option<f64> {
+    mean_over_scored(rows, |row, actual| ((actual - row.yhat) / actual).powi(2)).map(f64::sqrt)
+}
+
+/// The mean of `value(row, actual)` over the rows Kaggle's metric scores: those with actual
+/// sales above zero. `None` when there is none.
+fn mean_over_scored<'a>(
+    rows: impl IntoIterator<Item = &'a BacktestRow>,
+    value: impl Fn(&BacktestRow, f64) -> f64,
+) -> Option<f64> {
     let (sum, count) = rows
         .into_iter()
         .filter_map(|row| {
             row.actual
                 .filter(|actual| *actual > 0.0)
-                .map(|actual| ((actual - row.yhat) / actual).powi(2))
+                .map(|actual| value(row, actual))
         })
-        .fold((0.0, 0usize), |(sum, count), error| {
-            (sum + error, count + 1)
+        .fold((0.0, 0usize), |(sum, count), value| {
+            (sum + value, count + 1)
         });
-    (count > 0).then(|| (sum / count as f64).sqrt())
+    (count > 0).then(|| sum / count as f64)
 }
 
 #[cfg(test)]

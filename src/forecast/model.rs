@@ -150,8 +150,21 @@ impl FittedModel {
 
     /// Fits `profile` to exactly `days` (regressor values come from `series`).
     pub fn fit_days(series: &Series, profile: &Profile, days: &[Day]) -> Result<Self, ModelError> {
+        let dates: Vec<NaiveDate> = days.iter().map(|day| day.date).collect();
+        let columns = series.feature_columns(&profile.features, &dates);
+        Self::fit_with_columns(profile, days, columns)
+    }
+
+    /// As [`FittedModel::fit_days`], given the feature columns of `days` (the series'
+    /// [`Series::feature_columns`] of their dates, one value per day): cross-validation
+    /// computes them once for the whole window and fits on its prefixes.
+    pub(crate) fn fit_with_columns(
+        profile: &Profile,
+        days: &[Day],
+        columns: BTreeMap<String, Vec<f64>>,
+    ) -> Result<Self, ModelError> {
         profile.validate()?;
-        let inputs = training_inputs(series, profile, days)?;
+        let inputs = training_inputs(days, columns)?;
         Self::build(
             profile.clone(),
             inputs,
@@ -244,6 +257,17 @@ impl FittedModel {
         self.forecast_with(calendar, dates, None)
     }
 
+    /// As [`FittedModel::point_forecast`], given the feature columns of `dates` (as
+    /// [`FittedModel::fit_with_columns`]).
+    pub(crate) fn point_forecast_with_columns(
+        &self,
+        calendar: &Series,
+        dates: &[NaiveDate],
+        columns: &BTreeMap<String, Vec<f64>>,
+    ) -> Result<Vec<ForecastPoint>, ModelError> {
+        self.forecast_from(calendar, dates, columns, None)
+    }
+
     /// The forecast of `dates`, with an interval sampled with `seed` when there is one.
     fn forecast_with(
         &self,
@@ -251,13 +275,23 @@ impl FittedModel {
         dates: &[NaiveDate],
         seed: Option<u64>,
     ) -> Result<Vec<ForecastPoint>, ModelError> {
+        let columns = calendar.feature_columns(&self.stored.profile.features, dates);
+        self.forecast_from(calendar, dates, &columns, seed)
+    }
+
+    /// The forecast of `dates` whose feature columns are `columns`.
+    fn forecast_from(
+        &self,
+        calendar: &Series,
+        dates: &[NaiveDate],
+        columns: &BTreeMap<String, Vec<f64>>,
+        seed: Option<u64>,
+    ) -> Result<Vec<ForecastPoint>, ModelError> {
         if dates.is_empty() {
             return Ok(Vec::new());
         }
         let profile = &self.stored.profile;
-        let regressors = calendar.feature_columns(&profile.features, dates);
-        let data =
-            PredictionData::new(timestamps(dates)).with_regressors(to_hash_map(&regressors))?;
+        let data = PredictionData::new(timestamps(dates)).with_regressors(to_hash_map(columns))?;
         let predictions = self.prophet.predict(data)?;
         // Without an interval (cross-validation scores the point forecast only), no sample
         // is drawn: the simulation costs far more than the fit.
@@ -370,11 +404,10 @@ impl FittedModel {
     }
 }
 
-/// Prophet's inputs for the chosen training days.
+/// Prophet's inputs for the chosen training days and their feature columns.
 fn training_inputs(
-    series: &Series,
-    profile: &Profile,
     days: &[Day],
+    mut regressors: BTreeMap<String, Vec<f64>>,
 ) -> Result<TrainingInputs, ModelError> {
     if days.len() < MIN_TRAINING_DAYS {
         return Err(SeriesError::TooLittleHistory {
@@ -390,7 +423,6 @@ fn training_inputs(
         .into());
     }
     let dates: Vec<NaiveDate> = days.iter().map(|day| day.date).collect();
-    let mut regressors = series.feature_columns(&profile.features, &dates);
     // A regressor that never changes in training carries no information and would make
     // Prophet's standardisation divide by zero.
     regressors.retain(|_, values| values.iter().any(|value| *value != values[0]));

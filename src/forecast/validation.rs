@@ -5,6 +5,10 @@
 //! at the end of the window; split `i` trains on every day before its block and is scored on
 //! the block. Metrics are averaged over the splits.
 
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::model::{FittedModel, MIN_TRAINING_DAYS, ModelError};
@@ -95,25 +99,47 @@ pub fn train(series: &Series, profile: &Profile, splits: usize) -> Result<Traine
         }
         .into());
     }
+    // Every split's training and test days lie in the window: its feature columns are
+    // computed once and sliced.
+    let dates: Vec<NaiveDate> = days.iter().map(|day| day.date).collect();
+    let columns = series.feature_columns(&profile.features, &dates);
     let mut scores = Vec::with_capacity(splits);
     for split in 0..splits {
         let train_end = first_train + split * test_size;
         let _split = tracing::info_span!("cv split", split, train_days = train_end).entered();
-        let test = &days[train_end..train_end + test_size];
-        let model = FittedModel::fit_days(series, profile, &days[..train_end])?;
-        let dates: Vec<_> = test.iter().map(|day| day.date).collect();
+        let tested = train_end..train_end + test_size;
+        let model = FittedModel::fit_with_columns(
+            profile,
+            &days[..train_end],
+            rows_of(&columns, 0..train_end),
+        )?;
         // The scores need the point forecast only.
-        let forecast = model.point_forecast(series, &dates)?;
-        let actual: Vec<f64> = test.iter().map(|day| day.sales).collect();
+        let forecast = model.point_forecast_with_columns(
+            series,
+            &dates[tested.clone()],
+            &rows_of(&columns, tested.clone()),
+        )?;
+        let actual: Vec<f64> = days[tested].iter().map(|day| day.sales).collect();
         let predicted: Vec<f64> = forecast.iter().map(|point| point.yhat).collect();
         scores.push(Metrics::of(&actual, &predicted));
     }
     let _final = tracing::info_span!("final fit", train_days = days.len()).entered();
-    let model = FittedModel::fit_days(series, profile, &days)?;
+    let model = FittedModel::fit_with_columns(profile, &days, columns)?;
     Ok(Trained {
         model,
         metrics: Metrics::mean(&scores),
     })
+}
+
+/// The rows `range` of every column.
+fn rows_of(
+    columns: &BTreeMap<String, Vec<f64>>,
+    range: Range<usize>,
+) -> BTreeMap<String, Vec<f64>> {
+    columns
+        .iter()
+        .map(|(name, values)| (name.clone(), values[range.clone()].to_vec()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -169,6 +195,52 @@ mod tests {
         assert!(
             metrics.rmse >= metrics.mae && metrics.mae > 0.0,
             "{metrics:?}"
+        );
+    }
+
+    #[test]
+    fn the_shared_feature_columns_give_the_fits_and_scores_of_columns_computed_per_fit() {
+        use crate::forecast::profile::Feature;
+        let profile = Profile {
+            yearly_order: 0,
+            features: vec![
+                Feature::Promo,
+                Feature::PromoWeekday,
+                Feature::StateHoliday,
+                Feature::BeforeHoliday,
+                Feature::MonthDay,
+                Feature::Christmas,
+            ],
+            ..Profile::reference()
+        };
+        let series = series(400);
+        let trained = train(&series, &profile, SPLITS).unwrap();
+        // The same cross-validation, each fit and forecast computing its own columns.
+        let days = series.training_days(&profile);
+        let test_size = days.len() / (SPLITS + 1);
+        let first_train = days.len() - SPLITS * test_size;
+        let scores: Vec<Metrics> = (0..SPLITS)
+            .map(|split| {
+                let train_end = first_train + split * test_size;
+                let model = FittedModel::fit_days(&series, &profile, &days[..train_end]).unwrap();
+                let test = &days[train_end..train_end + test_size];
+                let dates: Vec<_> = test.iter().map(|day| day.date).collect();
+                let forecast = model.point_forecast(&series, &dates).unwrap();
+                let actual: Vec<f64> = test.iter().map(|day| day.sales).collect();
+                let predicted: Vec<f64> = forecast.iter().map(|point| point.yhat).collect();
+                Metrics::of(&actual, &predicted)
+            })
+            .collect();
+        assert_eq!(trained.metrics, Metrics::mean(&scores));
+        let alone = FittedModel::fit_days(&series, &profile, &days).unwrap();
+        assert_eq!(trained.model.stored(), alone.stored());
+        assert!(
+            trained
+                .model
+                .stored()
+                .inputs
+                .regressors
+                .contains_key("promo_mon")
         );
     }
 
