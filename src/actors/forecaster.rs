@@ -32,6 +32,8 @@ pub struct BatchRequest {
     pub product: String,
     pub stores: Vec<u32>,
     pub days: u32,
+    /// W3C trace context of the call; the cluster client sets it from its call span, so
+    /// callers leave it empty.
     pub traceparent: String,
 }
 

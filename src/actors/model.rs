@@ -47,6 +47,8 @@ pub struct TrainRequest {
     pub store: u32,
     pub product: String,
     pub job: Option<JobRef>,
+    /// W3C trace context of the call; the cluster client sets it from its call span, so
+    /// callers leave it empty.
     pub traceparent: String,
 }
 
@@ -56,6 +58,8 @@ pub struct ForecastRequest {
     pub store: u32,
     pub product: String,
     pub days: u32,
+    /// W3C trace context of the call; the cluster client sets it from its call span, so
+    /// callers leave it empty.
     pub traceparent: String,
 }
 
@@ -64,6 +68,8 @@ pub struct ForecastRequest {
 pub struct InfoRequest {
     pub store: u32,
     pub product: String,
+    /// W3C trace context of the call; the cluster client sets it from its call span, so
+    /// callers leave it empty.
     pub traceparent: String,
 }
 

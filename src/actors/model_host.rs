@@ -39,6 +39,8 @@ pub fn group(node: &str) -> String {
 /// Which series a host runs actors for.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HostedRequest {
+    /// W3C trace context of the call; the cluster client sets it from its call span, so
+    /// callers leave it empty.
     pub traceparent: String,
 }
 

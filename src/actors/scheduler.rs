@@ -79,6 +79,8 @@ pub struct SchedulerArguments {
 /// A request to start a train-all job.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct JobRequest {
+    /// W3C trace context of the call; the cluster client sets it from its call span, so
+    /// callers leave it empty.
     pub traceparent: String,
 }
 
