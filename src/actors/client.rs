@@ -638,12 +638,7 @@ impl ClusterClient {
         key: SeriesKey,
         node: String,
     ) -> Result<VersionInfo, ClusterError> {
-        let request = TrainRequest {
-            store: key.store,
-            product: key.product.clone(),
-            job: Some(job),
-            traceparent: String::new(),
-        };
+        let request = TrainRequest::new(key.store, key.product.clone(), Some(job));
         let answer = self.train(&node, request).await;
         if let Err(error) = &answer
             && error.never_delivered()

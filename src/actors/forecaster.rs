@@ -37,6 +37,20 @@ pub struct BatchRequest {
     pub traceparent: String,
 }
 
+impl BatchRequest {
+    /// Write job `job_id`'s forecasts of `stores` (series of `product`) for `days`. The trace
+    /// context is left to the cluster client, which sets it when it sends the request.
+    pub fn new(job_id: i64, product: impl Into<String>, stores: Vec<u32>, days: u32) -> Self {
+        Self {
+            job_id,
+            product: product.into(),
+            stores,
+            days,
+            traceparent: String::new(),
+        }
+    }
+}
+
 /// What a batch wrote, and the series it could not forecast, with why.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BatchReply {
@@ -124,12 +138,7 @@ async fn write_batch(
     for &store in &request.stores {
         let owner = routes.owner(store).map(str::to_string);
         let (client, permits) = (client.clone(), Arc::clone(&permits));
-        let series = ForecastRequest {
-            store,
-            product: request.product.clone(),
-            days: request.days,
-            traceparent: request.traceparent.clone(),
-        };
+        let series = ForecastRequest::new(store, request.product.clone(), request.days);
         let span = tracing::Span::current();
         forecasts.spawn(
             async move {

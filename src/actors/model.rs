@@ -74,12 +74,34 @@ pub struct InfoRequest {
 }
 
 impl TrainRequest {
+    /// Train `store`'s series of `product`, for `job` when there is one. The trace context
+    /// is left to the cluster client, which sets it when it sends the request.
+    pub fn new(store: u32, product: impl Into<String>, job: Option<JobRef>) -> Self {
+        Self {
+            store,
+            product: product.into(),
+            job,
+            traceparent: String::new(),
+        }
+    }
+
     pub fn key(&self) -> SeriesKey {
         SeriesKey::new(self.store, self.product.clone())
     }
 }
 
 impl ForecastRequest {
+    /// Forecast the `days` after the data of `store`'s series of `product`. The trace context
+    /// is left to the cluster client, which sets it when it sends the request.
+    pub fn new(store: u32, product: impl Into<String>, days: u32) -> Self {
+        Self {
+            store,
+            product: product.into(),
+            days,
+            traceparent: String::new(),
+        }
+    }
+
     pub fn key(&self) -> SeriesKey {
         SeriesKey::new(self.store, self.product.clone())
     }

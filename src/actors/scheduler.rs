@@ -525,15 +525,11 @@ fn send_train(
     span: tracing::Span,
 ) {
     let (myself, client, job_id) = (myself.clone(), client.clone(), job.id);
-    let request = TrainRequest {
-        store,
-        product: job.product.clone(),
-        job: Some(JobRef {
-            id: job_id,
-            kind: JobKind::TrainAll,
-        }),
-        traceparent: String::new(),
+    let job_ref = JobRef {
+        id: job_id,
+        kind: JobKind::TrainAll,
     };
+    let request = TrainRequest::new(store, job.product.clone(), Some(job_ref));
     tokio::spawn(
         async move {
             let outcome = match client.train(&node, request).await {
@@ -636,13 +632,12 @@ async fn finish_training(
     }
     state.database.enter_forecasting(fence, job.id).await?;
     job.forecasting = true;
-    let request = BatchRequest {
-        job_id: job.id,
-        product: job.product.clone(),
-        stores: trained,
-        days: state.settings.horizon_days,
-        traceparent: String::new(),
-    };
+    let request = BatchRequest::new(
+        job.id,
+        job.product.clone(),
+        trained,
+        state.settings.horizon_days,
+    );
     let (myself, client, job_id) = (myself.clone(), state.client.clone(), job.id);
     let span = tracing::info_span!(parent: &job.span, "batch forecasts", job.id = job_id);
     tokio::spawn(

@@ -246,12 +246,7 @@ async fn forecast(
 ) -> anyhow::Result<()> {
     let key = SeriesKey::new(series.store, config.load.product.clone());
     let owner = client.owner(&key).await?;
-    let request = ForecastRequest {
-        store: series.store,
-        product: config.load.product.clone(),
-        days: series.days,
-        traceparent: String::new(),
-    };
+    let request = ForecastRequest::new(series.store, config.load.product.clone(), series.days);
     let forecast = client.forecast(&owner.node, request).await?;
     let version = forecast.version;
     println!(

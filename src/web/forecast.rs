@@ -137,12 +137,7 @@ pub async fn forecast(
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 message: "the gateway is stopping".to_string(),
             })?;
-        let request = ForecastRequest {
-            store: item.store_id,
-            product: item.product_name.clone(),
-            days,
-            traceparent: String::new(),
-        };
+        let request = ForecastRequest::new(item.store_id, item.product_name.clone(), days);
         let forecast = gateway.client.forecast(&owner.node, request).await?;
         answers.push(Answer {
             store_id: item.store_id,
