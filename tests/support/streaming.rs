@@ -64,6 +64,19 @@ pub fn start_node_with(
     name: &str,
     extra: &[&str],
 ) -> NodeProcess {
+    start_node_joining(dir, setup, broker, name, extra, &[])
+}
+
+/// As [`start_node_with`], joining the cluster of the nodes at `seeds` (so each node's
+/// ingest sees which partitions the others consume).
+pub fn start_node_joining(
+    dir: &std::path::Path,
+    setup: &Setup,
+    broker: &Broker,
+    name: &str,
+    extra: &[&str],
+    seeds: &[&str],
+) -> NodeProcess {
     let settings: Vec<String> = [
         "cluster.heartbeat_ms=200".to_string(),
         "cluster.failure_timeout_ms=2500".to_string(),
@@ -79,7 +92,7 @@ pub fn start_node_with(
     .flat_map(|setting| ["--set".to_string(), setting])
     .collect();
     let global = vec!["--database-url".to_string(), setup.url.clone()];
-    NodeProcess::start(dir, &global, name, &free_address(), &[], &settings)
+    NodeProcess::start(dir, &global, name, &free_address(), seeds, &settings)
 }
 
 /// Rows of product_A dated today or later (what the tests stream), and their sales sum.
