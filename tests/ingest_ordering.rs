@@ -249,8 +249,8 @@ async fn a_batch_held_across_a_revocation_never_overwrites_newer_values() {
     }
     // A gave the held batch up without committing its offsets, so its partitions are read
     // again and every store ends with its newer value. B reads them: A leaves first, as its
-    // 3 s batches need a spell without rebalances that the test broker (tansu) does not
-    // always give a group of two (seen rebalancing every few seconds for minutes).
+    // 3 s batches need a spell without rebalances, and this group of two on the test broker
+    // was seen rebalancing every few seconds for minutes (why is not established).
     drop(a);
     wait_for_sales(&url, today, &values(2_000, &mut stores.iter())).await;
     drop(b);
