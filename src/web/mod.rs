@@ -89,6 +89,8 @@ pub struct Gateway {
     pub job_feeds: Arc<jobs::JobFeeds>,
     /// Slots for online forecasts (`gateway.forecast_concurrency`).
     pub forecast_slots: Arc<tokio::sync::Semaphore>,
+    /// The store list, built once for the requests that arrive while one is being built.
+    pub store_list: Arc<stores::StoreList>,
 }
 
 impl Gateway {
@@ -118,6 +120,7 @@ impl Gateway {
             job_ended,
             job_feeds,
             forecast_slots,
+            store_list: Arc::default(),
         }
     }
 }
@@ -342,6 +345,14 @@ impl ApiError {
     pub fn not_found(message: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::NOT_FOUND,
+            message: message.into(),
+        }
+    }
+
+    /// The gateway itself failed (a bug, not the request or the cluster).
+    pub fn internal(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
             message: message.into(),
         }
     }

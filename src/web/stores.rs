@@ -10,11 +10,14 @@
 //!   and the node whose model actor owns the series now.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -35,7 +38,68 @@ pub struct ProductEntry {
     pub owner: Option<String>,
 }
 
-pub async fn stores(State(gateway): State<Gateway>) -> Result<Json<Vec<StoreEntry>>, ApiError> {
+/// The store list, shared by the requests that wait while another is being built: a burst of
+/// N store lists builds about two of them, not N, so a page refreshed by many viewers costs the
+/// database and the CPU little and does not crowd out forecasts.
+#[derive(Default)]
+pub struct StoreList {
+    latest: Coalesced<Bytes>,
+}
+
+pub async fn stores(State(gateway): State<Gateway>) -> Result<Response, ApiError> {
+    let body = gateway
+        .store_list
+        .latest
+        .get(|| async {
+            let list = build_store_list(&gateway).await?;
+            serde_json::to_vec(&list)
+                .map(Bytes::from)
+                .map_err(|error| ApiError::internal(format!("encoding the store list: {error}")))
+        })
+        .await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// A value built at most once at a time and shared by the callers that waited for it.
+///
+/// A caller gets a value whose build began after the caller arrived, so it is as fresh as one
+/// built for that caller alone (a client that trained a store and then lists the stores sees
+/// the new version); callers arriving during a build wait for it and share the next one.
+pub struct Coalesced<T> {
+    /// The last value built and when its build began; the lock is held during a build.
+    latest: tokio::sync::Mutex<Option<(Instant, T)>>,
+}
+
+impl<T> Default for Coalesced<T> {
+    fn default() -> Self {
+        Coalesced {
+            latest: tokio::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl<T: Clone> Coalesced<T> {
+    /// The value, built by `build` unless a build that began after this call arrived has it.
+    pub async fn get<E, F>(&self, build: impl FnOnce() -> F) -> Result<T, E>
+    where
+        F: Future<Output = Result<T, E>>,
+    {
+        let arrived = Instant::now();
+        let mut latest = self.latest.lock().await;
+        if let Some((begun, value)) = latest.as_ref()
+            && *begun >= arrived
+        {
+            return Ok(value.clone());
+        }
+        let begun = Instant::now();
+        let value = build().await?;
+        *latest = Some((begun, value.clone()));
+        Ok(value)
+    }
+}
+
+/// Every series (from the cluster client's cached set) with its latest version and owner.
+async fn build_store_list(gateway: &Gateway) -> Result<Vec<StoreEntry>, ApiError> {
     let series = gateway.client.series().await?;
     let versions = gateway
         .database
@@ -59,12 +123,10 @@ pub async fn stores(State(gateway): State<Gateway>) -> Result<Json<Vec<StoreEntr
             owner,
         });
     }
-    Ok(Json(
-        by_store
-            .into_iter()
-            .map(|(store, products)| StoreEntry { store, products })
-            .collect(),
-    ))
+    Ok(by_store
+        .into_iter()
+        .map(|(store, products)| StoreEntry { store, products })
+        .collect())
 }
 
 #[derive(Debug, Serialize)]
@@ -315,4 +377,90 @@ pub fn parse_store(text: &str) -> Result<u32, ApiError> {
             status: StatusCode::BAD_REQUEST,
             message: format!("store must be a positive whole number, got {text:?}"),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use tokio::sync::Notify;
+
+    use super::Coalesced;
+
+    /// Callers that arrive while a build runs share one later build; none gets a value whose
+    /// build began before it arrived.
+    #[tokio::test]
+    async fn callers_during_a_build_share_the_next_one() {
+        let shared = Arc::new(Coalesced::<usize>::default());
+        let builds = Arc::new(AtomicUsize::new(0));
+        let release = Arc::new(Notify::new());
+        let build = |builds: Arc<AtomicUsize>, release: Arc<Notify>| async move {
+            let number = builds.fetch_add(1, Ordering::SeqCst) + 1;
+            release.notified().await;
+            Ok::<usize, ()>(number)
+        };
+        let first = tokio::spawn({
+            let (shared, builds, release) = (shared.clone(), builds.clone(), release.clone());
+            async move { shared.get(|| build(builds, release)).await }
+        });
+        eventually("the first build began", || {
+            builds.load(Ordering::SeqCst) == 1
+        })
+        .await;
+        // Eight callers arrive while the first build runs.
+        let waiting: Vec<_> = (0..8)
+            .map(|_| {
+                let (shared, builds, release) = (shared.clone(), builds.clone(), release.clone());
+                tokio::spawn(async move { shared.get(|| build(builds, release)).await })
+            })
+            .collect();
+        for _ in 0..8 {
+            tokio::task::yield_now().await;
+        }
+        release.notify_one();
+        assert_eq!(first.await.unwrap(), Ok(1));
+        eventually("the waiting callers began a second build", || {
+            builds.load(Ordering::SeqCst) == 2
+        })
+        .await;
+        release.notify_one();
+        for caller in waiting {
+            // A caller that built a value of its own would wait for a release that never comes.
+            let value = tokio::time::timeout(Duration::from_secs(10), caller)
+                .await
+                .expect("a caller did not share the second build");
+            assert_eq!(value.unwrap(), Ok(2), "built after it arrived");
+        }
+        assert_eq!(builds.load(Ordering::SeqCst), 2);
+
+        // A caller arriving after the last build ended gets a build of its own.
+        release.notify_one();
+        assert_eq!(
+            shared.get(|| build(builds.clone(), release.clone())).await,
+            Ok(3)
+        );
+    }
+
+    /// Waits, yielding to the other tasks, until `condition` holds; fails after 10 s.
+    async fn eventually(what: &str, condition: impl Fn() -> bool) {
+        let waited = tokio::time::timeout(Duration::from_secs(10), async {
+            while !condition() {
+                tokio::task::yield_now().await;
+            }
+        });
+        assert!(waited.await.is_ok(), "never happened: {what}");
+    }
+
+    /// A failed build is that caller's error; the next caller builds again.
+    #[tokio::test]
+    async fn a_failed_build_is_not_kept() {
+        let shared = Coalesced::<u32>::default();
+        assert_eq!(
+            shared.get(|| async { Err::<u32, &str>("down") }).await,
+            Err("down")
+        );
+        assert_eq!(shared.get(|| async { Ok::<u32, &str>(7) }).await, Ok(7));
+    }
 }
