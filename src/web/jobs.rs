@@ -331,9 +331,30 @@ pub async fn events(
 /// What a job's poller last saw.
 #[derive(Debug, Clone, PartialEq)]
 enum Seen {
-    Job(JobView),
+    Job(Arc<Published>),
     /// The database could not be read.
     Warning(String),
+}
+
+/// A job as its streams send it, encoded once by its poller for all of them (300 streams of
+/// one job used to encode each change 300 times).
+#[derive(Debug, PartialEq)]
+struct Published {
+    finished: bool,
+    /// The job as JSON, as `GET /api/jobs/{id}` answers it.
+    json: String,
+}
+
+impl Seen {
+    fn job(view: &JobView) -> Seen {
+        let json = serde_json::to_string(view).unwrap_or_else(|error| {
+            format!("{{\"error\": \"cannot write the job as JSON: {error}\"}}")
+        });
+        Seen::Job(Arc::new(Published {
+            finished: view.is_finished(),
+            json,
+        }))
+    }
 }
 
 /// The event streams of this gateway: their cap and lifetime, and one poller per job
@@ -386,13 +407,13 @@ impl JobFeeds {
     fn subscribe(self: &Arc<Self>, id: i64, first: JobView) -> watch::Receiver<Seen> {
         let finished = first.is_finished();
         let Ok(mut feeds) = self.feeds.lock() else {
-            return watch::channel(Seen::Job(first)).1;
+            return watch::channel(Seen::job(&first)).1;
         };
         // A receiver whose sender is gone belongs to a poller that has ended.
         if let Some(feed) = feeds.get(&id).filter(|feed| feed.has_changed().is_ok()) {
             return feed.clone();
         }
-        let (sender, feed) = watch::channel(Seen::Job(first));
+        let (sender, feed) = watch::channel(Seen::job(&first));
         if finished {
             return feed; // nothing will change: no poller
         }
@@ -429,7 +450,7 @@ impl JobFeeds {
                 Ok(Some(view)) => {
                     let finished = view.is_finished();
                     sender.send_if_modified(|seen| {
-                        let new = Seen::Job(view);
+                        let new = Seen::job(&view);
                         let changed = *seen != new;
                         *seen = new;
                         changed
@@ -500,9 +521,9 @@ impl Watching {
             let seen = self.feed.borrow_and_update().clone();
             if self.sent.as_ref() != Some(&seen) {
                 let event = match &seen {
-                    Seen::Job(view) => {
-                        self.done = view.is_finished();
-                        event(view)
+                    Seen::Job(job) => {
+                        self.done = job.finished;
+                        event(job)
                     }
                     Seen::Warning(message) => {
                         Ok(Event::default().event("warning").data(message.clone()))
@@ -522,14 +543,7 @@ impl Watching {
     }
 }
 
-fn event(view: &JobView) -> Result<Event, Infallible> {
-    let name = if view.is_finished() {
-        "done"
-    } else {
-        "progress"
-    };
-    let data = serde_json::to_string(view).unwrap_or_else(|error| {
-        format!("{{\"error\": \"cannot write the job as JSON: {error}\"}}")
-    });
-    Ok(Event::default().event(name).data(data))
+fn event(job: &Published) -> Result<Event, Infallible> {
+    let name = if job.finished { "done" } else { "progress" };
+    Ok(Event::default().event(name).data(&job.json))
 }
