@@ -16,7 +16,8 @@
 //! - [`schedule`]: when the weekly job fires (pure time arithmetic);
 //! - [`store`]: the database (PostgreSQL or SQLite) and all SQL;
 //! - [`telemetry`]: logs (text or JSON) and OpenTelemetry traces exported over OTLP;
-//! - [`training`]: training series from the database: fit on a bounded pool, register, forecast;
+//! - [`training`]: training series from the database: fit on low-priority fit threads, register,
+//!   forecast;
 //! - [`web`]: the HTTP gateway: routes, the page, the API, and its server.
 //!
 //! Dependencies point one way (`tests/module_cycles.rs` checks there is no cycle): `cli` uses

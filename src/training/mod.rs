@@ -1,8 +1,11 @@
 //! Training series that live in the database: load each series, cross-validate and fit it on
-//! a bounded pool of blocking threads (never on the async runtime), register the new model
-//! version, and write its batch forecast for the days after the data.
+//! a bounded number of fit threads (never on the async runtime; [`fit_threads`], at a lower
+//! CPU priority than the runtime), register the new model version, and write its batch
+//! forecast for the days after the data.
 //!
-//! Used by `storecast train` today and by the model actors of the cluster.
+//! Used by `storecast train` and by the model actors of the cluster.
+
+pub mod fit_threads;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -153,7 +156,7 @@ pub async fn train_series(
         days = rows.len(),
         splits = SPLITS,
     );
-    let fitted = tokio::task::spawn_blocking(move || {
+    let fitted = fit_threads::run(move || {
         span.in_scope(|| fit_and_forecast(&rows, &profile, horizon, seed))
     })
     .await
