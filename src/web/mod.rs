@@ -90,7 +90,7 @@ pub struct Gateway {
     /// Slots for online forecasts (`gateway.forecast_concurrency`).
     pub forecast_slots: Arc<tokio::sync::Semaphore>,
     /// The store list, built once for the requests that arrive while one is being built.
-    pub store_list: Arc<stores::StoreList>,
+    pub store_list: Arc<stores::Coalesced<bytes::Bytes>>,
 }
 
 impl Gateway {

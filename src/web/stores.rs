@@ -1,6 +1,7 @@
 //! Stores and their batch forecasts, read from the database:
 //! - `GET /api/stores`: every series (store, product) with its latest model version (the
-//!   series from the cluster client's cached set, so a burst of these never scans `sales`);
+//!   series from the cluster client's cached set, so a burst of these never scans `sales`;
+//!   requests that arrive while a list is built share the next one);
 //! - `GET /api/stores/{store}/products/{product}/forecast`: the latest batch forecast, with the
 //!   model's name and version, the interval bounds and when it was written;
 //! - `GET /api/stores/{store}/products/{product}/sales?days=N`: the series' last N days of
@@ -41,15 +42,9 @@ pub struct ProductEntry {
 /// The store list, shared by the requests that wait while another is being built: a burst of
 /// N store lists builds about two of them, not N, so a page refreshed by many viewers costs the
 /// database and the CPU little and does not crowd out forecasts.
-#[derive(Default)]
-pub struct StoreList {
-    latest: Coalesced<Bytes>,
-}
-
 pub async fn stores(State(gateway): State<Gateway>) -> Result<Response, ApiError> {
     let body = gateway
         .store_list
-        .latest
         .get(|| async {
             let list = build_store_list(&gateway).await?;
             serde_json::to_vec(&list)
