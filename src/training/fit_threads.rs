@@ -1,13 +1,14 @@
-//! The threads model fits run on: threads of their own, each at a lower CPU priority ([`NICENESS`]
-//! more than the process's nice value) than the node's async runtime, so a node that trains answers HTTP requests,
-//! renews its lease and stores ingest batches as if it were idle: when both want a core, the
-//! runtime gets it (about nine tenths of it, by the kernel's weights for nice 0 against 10),
-//! and when nothing else runs, fits use every core as before.
+//! The threads model fits run on: threads of their own, each [`NICENESS`] nice values below
+//! the thread that started it, so a node that trains answers HTTP requests, renews its lease
+//! and stores ingest batches as if it were idle: when both want a core, the runtime gets it
+//! (about nine tenths of it, by the kernel's weights for nice 0 against 10), and when nothing
+//! else runs, fits use every core as before.
 //!
 //! On a 2-core machine with a fit on one core, the load test's `GET .../forecast` p99 fell from
-//! 15-50 ms to 14-25 ms (`tests/gateway_load.rs`). The priority cannot be given back without
-//! privileges, which is why fits do not borrow tokio's blocking threads: other blocking work
-//! (restoring a model for an online forecast, committing Kafka offsets) keeps its priority.
+//! 15-50 ms to 14-19 ms (`tests/gateway_load.rs`, BENCHMARKS.md "Serving while training"). The
+//! priority cannot be given back without privileges, which is why fits do not borrow tokio's
+//! blocking threads: other blocking work (restoring a model for an online forecast, committing
+//! Kafka offsets) keeps its priority.
 //!
 //! A thread is started when no idle one is waiting and then waits for the next fit; how many
 //! exist is bounded by how many fits run at once (`train.workers` per node).
@@ -64,7 +65,7 @@ where
 /// Gives `job` to an idle thread, or to a new one when none waits.
 fn hand_over(mut job: Job) -> Result<(), FitThreadError> {
     loop {
-        let idle = IDLE.lock().map(|mut idle| idle.pop()).unwrap_or(None);
+        let idle = IDLE.lock().ok().and_then(|mut idle| idle.pop());
         let Some(thread) = idle else {
             break;
         };
